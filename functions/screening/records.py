@@ -1,0 +1,131 @@
+"""Result records in DynamoDB.
+
+One item per screened image. For images from S3 the id is derived from
+(bucket, key, ETag), so the record doubles as the idempotency record: a
+redelivered message finds it and neither runs the model nor writes again. A
+conditional put inside a transaction with the label counters keeps the counts
+exact under concurrent deliveries.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeSerializer
+from botocore.exceptions import ClientError
+
+from screening import resources
+
+COUNTER_FIELDS = ("normal", "glaucoma", "rejected")
+_SERIALIZER = TypeSerializer()
+
+
+def s3_record_id(bucket: str, key: str, etag: str) -> str:
+    clean_etag = etag.strip('"')
+    return hashlib.sha256(f"{bucket}\n{key}\n{clean_etag}".encode()).hexdigest()[:32]
+
+
+def to_dynamo(value: Any) -> Any:
+    """Floats become Decimals (DynamoDB's number type); None values are dropped."""
+    return json.loads(json.dumps(value), parse_float=Decimal)
+
+
+def from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_dynamo(v) for v in value]
+    return value
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+def encode_cursor(key: dict | None) -> str | None:
+    if not key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(from_dynamo(key)).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> dict:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidCursor("the cursor is not one this API returned")
+    if not isinstance(key, dict):
+        raise InvalidCursor("the cursor is not one this API returned")
+    return to_dynamo(key)
+
+
+class ResultStore:
+    def __init__(self, table_name: str, dynamodb_resource) -> None:
+        self.table_name = table_name
+        self.table = dynamodb_resource.Table(table_name)
+        self.client = dynamodb_resource.meta.client
+
+    def get(self, record_id: str) -> dict | None:
+        item = self.table.get_item(Key={resources.TABLE_PARTITION_KEY: record_id},
+                                   ConsistentRead=True).get("Item")
+        return from_dynamo(item) if item else None
+
+    def put_new(self, record: dict, retention_days: int) -> bool:
+        """Write a record unless its id exists; bump the counters in the same transaction."""
+        item = dict(record)
+        item.setdefault("record_type", resources.RECORD_TYPE)
+        item[resources.TTL_ATTRIBUTE] = int(time.time()) + retention_days * 86400
+        counter = item.get("label") if item.get("status") == "ok" else "rejected"
+        dynamo_item = {k: _SERIALIZER.serialize(v) for k, v in to_dynamo(item).items() if v is not None}
+        try:
+            self.client.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self.table_name, "Item": dynamo_item,
+                         "ConditionExpression": "attribute_not_exists(#id)",
+                         "ExpressionAttributeNames": {"#id": resources.TABLE_PARTITION_KEY}}},
+                {"Update": {"TableName": self.table_name,
+                            "Key": {resources.TABLE_PARTITION_KEY: {"S": resources.COUNTERS_ID}},
+                            "UpdateExpression": "ADD #c :one SET last_prediction_at = :t",
+                            "ExpressionAttributeNames": {"#c": f"count_{counter}"},
+                            "ExpressionAttributeValues": {":one": {"N": "1"},
+                                                          ":t": {"S": str(item["created_at"])}}}},
+            ])
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False
+            raise
+
+    def counters(self) -> dict:
+        item = self.get(resources.COUNTERS_ID) or {}
+        counts = {name: int(item.get(f"count_{name}", 0)) for name in COUNTER_FIELDS}
+        return {"counts": counts, "last_prediction_at": item.get("last_prediction_at")}
+
+    def list_recent(self, limit: int, label: str | None = None,
+                    cursor: str | None = None) -> tuple[list[dict], str | None]:
+        """Newest first; by label when given (rejected records carry no label)."""
+        if label:
+            index, key_name, key_value = resources.BY_LABEL_INDEX, "label", label
+        else:
+            index, key_name, key_value = resources.NEWEST_FIRST_INDEX, "record_type", resources.RECORD_TYPE
+        query = {
+            "IndexName": index,
+            "KeyConditionExpression": "#k = :v",
+            "ExpressionAttributeNames": {"#k": key_name},
+            "ExpressionAttributeValues": {":v": key_value},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            query["ExclusiveStartKey"] = decode_cursor(cursor)
+        page = self.table.query(**query)
+        return [from_dynamo(i) for i in page.get("Items", [])], encode_cursor(page.get("LastEvaluatedKey"))

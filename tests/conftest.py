@@ -1,0 +1,24 @@
+"""Shared fixtures: real ACRIMA fundus photographs shipped in samples/ (CC BY 4.0)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples" / "acrima"
+MODELS = ROOT / "models"
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def sample_files() -> dict[str, list[Path]]:
+    return {label: sorted((SAMPLES / label).glob("*.jpg")) for label in ("normal", "glaucoma")}

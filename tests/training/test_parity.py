@@ -1,0 +1,89 @@
+"""Training and serving see the same tensor, and the .keras and TFLite files agree."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from screening.config import Settings
+from screening.inference import GlaucomaModel
+from screening.service import ScreeningRequest, ScreeningService
+from training.data import LabelledFiles, load_images
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+class CapturingModel:
+    """Stands in for the interpreter only to capture what serving would feed it."""
+
+    version, threshold = "capture", 0.5
+
+    def __init__(self, real: GlaucomaModel) -> None:
+        self.real, self.seen = real, []
+
+    def predict(self, batch):
+        self.seen.append(batch.copy())
+        return self.real.predict(batch)
+
+
+def test_training_and_serving_produce_the_same_tensor(sample_files):
+    files = LabelledFiles()
+    for label, paths in enumerate((sample_files["normal"][:2], sample_files["glaucoma"][:2])):
+        for p in paths:
+            files.add(p, label)
+    training_tensors = load_images(files).images
+
+    model = CapturingModel(GlaucomaModel(MODELS))
+    service = ScreeningService(model, store=None, settings=Settings())
+    service.screen([ScreeningRequest(data=p.read_bytes()) for p in files.paths])
+    [serving_tensors] = model.seen
+    assert serving_tensors.shape == training_tensors.shape == (4, 224, 224, 3)
+    assert np.array_equal(serving_tensors, training_tensors)
+
+
+@pytest.fixture(scope="module")
+def real_images(sample_files) -> np.ndarray:
+    files = LabelledFiles()
+    for label, paths in enumerate((sample_files["normal"], sample_files["glaucoma"])):
+        for p in paths:
+            files.add(p, label)
+    return load_images(files).images
+
+
+def test_keras_and_tflite_agree_on_real_images(real_images):
+    import keras
+
+    keras_probabilities = keras.models.load_model(MODELS / "glaucoma.keras").predict(real_images, verbose=0)[:, 0]
+    tflite_probabilities, cams = GlaucomaModel(MODELS).probabilities_and_cams(real_images)
+    assert np.abs(keras_probabilities - tflite_probabilities).max() < 1e-4
+    assert cams.shape == (len(real_images), 14, 14)
+    # The CAM is the dense layer applied per location: its mean plus the bias is the logit.
+    dense = keras.models.load_model(MODELS / "glaucoma.keras").get_layer("glaucoma_probability")
+    bias = float(dense.get_weights()[1][0])
+    logits = cams.mean(axis=(1, 2)) + bias
+    assert np.allclose(1 / (1 + np.exp(-logits)), tflite_probabilities, atol=1e-4)
+
+
+def test_freshly_exported_tflite_matches_its_keras_model(tmp_path, real_images):
+    """The export path itself, on a small untrained model (not just the committed files)."""
+    import json
+
+    from training.export import export_tflite
+    from training.network import build_classifier
+
+    model = build_classifier(input_size=224, dropout=0.0)
+    export_tflite(model, tmp_path / "glaucoma.tflite")
+    (tmp_path / "model.json").write_text(json.dumps({"version": "t", "threshold": 0.5, "input_size": 224}))
+    served, _ = GlaucomaModel(tmp_path).probabilities_and_cams(real_images[:4])
+    assert np.abs(model.predict(real_images[:4], verbose=0)[:, 0] - served).max() < 1e-4
+
+
+def test_committed_model_card_meets_the_targets():
+    import json
+
+    card = json.loads((MODELS / "model.json").read_text())
+    m = card["metrics"]
+    assert m["split"] == "test" and m["roc_auc"] >= 0.97
+    assert m["sensitivity"] >= 0.90 and m["specificity"] >= 0.85
+    assert abs(m["roc_auc"] - m["roc_auc_grey"]) <= 0.05 and abs(m["roc_auc"] - m["roc_auc_colour_shift"]) <= 0.05
+    assert (MODELS / "glaucoma.keras").stat().st_size + (MODELS / "glaucoma.tflite").stat().st_size < 20e6

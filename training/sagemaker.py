@@ -1,0 +1,115 @@
+"""The SageMaker training-job contract, so the same script runs in a job and on a laptop.
+
+- hyperparameters: /opt/ml/input/config/hyperparameters.json (values are strings),
+  overridden by command-line flags;
+- data channels: SM_CHANNEL_<NAME>, default /opt/ml/input/data/<name>;
+- the model: SM_MODEL_DIR (default /opt/ml/model), packed to model.tar.gz;
+- reports: SM_OUTPUT_DATA_DIR (default /opt/ml/output/data);
+- failure: the reason in /opt/ml/output/failure and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import get_type_hints
+
+# OPT_ML_ROOT moves /opt/ml elsewhere for laptops and tests; SageMaker never sets it.
+def opt_ml() -> Path:
+    return Path(os.environ.get("OPT_ML_ROOT", "/opt/ml"))
+
+CHANNELS = ("train", "validation", "test")
+
+
+@dataclass
+class Hyperparameters:
+    epochs: int = 150  # the frozen-trunk head trains in seconds an epoch
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    patience: int = 25
+    augmented_copies: int = 3  # frozen trunk: augmented copies of train whose features are cached
+    seed: int = 42
+    image_size: int = 224
+    dropout: float = 0.2
+    cam_channels: int = 0  # 0: the dense layer sits on the trunk's own features
+    min_sensitivity: float = 0.9
+    val_fraction: float = 0.15
+    pretrained: bool = True
+    fine_tune_from_block: int = 11  # 11 = the whole pretrained trunk stays frozen
+    model_version: str = ""
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _coerce(name: str, kind: type, value: object) -> object:
+    try:
+        if kind is bool:
+            return _parse_bool(value)  # type: ignore[arg-type]
+        return kind(json.loads(value) if kind is not str and isinstance(value, str) else value)
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise ValueError(f"hyperparameter {name}={value!r} is not a valid {kind.__name__}")
+
+
+def hyperparameters_path() -> Path:
+    return opt_ml() / "input" / "config" / "hyperparameters.json"
+
+
+def parse_hyperparameters(argv: list[str] | None = None) -> tuple[Hyperparameters, argparse.Namespace]:
+    """Defaults < hyperparameters.json (strings, as SageMaker writes them) < CLI flags."""
+    hints = get_type_hints(Hyperparameters)
+    types = {f.name: hints[f.name] for f in fields(Hyperparameters)}
+    values: dict[str, object] = {}
+    hp_file = hyperparameters_path()
+    if hp_file.is_file():
+        raw = json.loads(hp_file.read_text())
+        unknown = set(raw) - set(types)
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s): {', '.join(sorted(unknown))}")
+        values.update({k: _coerce(k, types[k], v) for k, v in raw.items()})
+
+    parser = argparse.ArgumentParser(description="Train the glaucoma screening model.")
+    for name, kind in types.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                            help=f"{kind.__name__} (default {getattr(Hyperparameters, name)!r})")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="local data root (any accepted layout); overrides the channels")
+    for channel in CHANNELS:
+        parser.add_argument(f"--{channel}", type=Path, default=None, help=f"the {channel} channel")
+    parser.add_argument("--model-dir", type=Path,
+                        default=Path(os.environ.get("SM_MODEL_DIR", opt_ml() / "model")))
+    parser.add_argument("--output-data-dir", type=Path,
+                        default=Path(os.environ.get("SM_OUTPUT_DATA_DIR", opt_ml() / "output" / "data")))
+    parser.add_argument("--checkpoint-dir", type=Path, default=Path(os.environ.get(
+        "SM_CHECKPOINT_DIR", opt_ml() / "checkpoints")))
+    args = parser.parse_args(argv)
+    for name, kind in types.items():
+        if getattr(args, name) is not None:
+            values[name] = _coerce(name, kind, getattr(args, name))
+    for channel in CHANNELS:
+        if getattr(args, channel) is None:
+            env = os.environ.get(f"SM_CHANNEL_{channel.upper()}")
+            default = opt_ml() / "input" / "data" / channel
+            path = Path(env) if env else default
+            setattr(args, channel, path if path.exists() or env else None)
+    return Hyperparameters(**values), args  # type: ignore[arg-type]
+
+
+def write_failure(reason: str) -> Path | None:
+    """SageMaker shows this file's text as the job's FailureReason."""
+    path = opt_ml() / "output" / "failure"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(reason[:1024])
+        return path
+    except OSError:
+        return None
