@@ -17,13 +17,11 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
 from screening import resources
 
 COUNTER_FIELDS = ("normal", "glaucoma", "rejected")
-_SERIALIZER = TypeSerializer()
 
 
 def s3_record_id(bucket: str, key: str, etag: str) -> str:
@@ -83,18 +81,18 @@ class ResultStore:
         item.setdefault("record_type", resources.RECORD_TYPE)
         item[resources.TTL_ATTRIBUTE] = int(time.time()) + retention_days * 86400
         counter = item.get("label") if item.get("status") == "ok" else "rejected"
-        dynamo_item = {k: _SERIALIZER.serialize(v) for k, v in to_dynamo(item).items() if v is not None}
+        # The resource's client serialises plain Python values itself (Decimals for numbers).
+        dynamo_item = {k: v for k, v in to_dynamo(item).items() if v is not None}
         try:
             self.client.transact_write_items(TransactItems=[
                 {"Put": {"TableName": self.table_name, "Item": dynamo_item,
                          "ConditionExpression": "attribute_not_exists(#id)",
                          "ExpressionAttributeNames": {"#id": resources.TABLE_PARTITION_KEY}}},
                 {"Update": {"TableName": self.table_name,
-                            "Key": {resources.TABLE_PARTITION_KEY: {"S": resources.COUNTERS_ID}},
+                            "Key": {resources.TABLE_PARTITION_KEY: resources.COUNTERS_ID},
                             "UpdateExpression": "ADD #c :one SET last_prediction_at = :t",
                             "ExpressionAttributeNames": {"#c": f"count_{counter}"},
-                            "ExpressionAttributeValues": {":one": {"N": "1"},
-                                                          ":t": {"S": str(item["created_at"])}}}},
+                            "ExpressionAttributeValues": {":one": 1, ":t": str(item["created_at"])}}},
             ])
             return True
         except ClientError as exc:

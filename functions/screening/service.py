@@ -82,10 +82,12 @@ class ScreeningService:
                 results[i] = ScreeningResult(record, model_input=tensor, cam=prediction.cam)
         return [r for r in results if r is not None]
 
-    def screen_and_store(self, requests: list[ScreeningRequest]) -> list[ScreeningResult]:
+    def screen_and_store(self, requests: list[ScreeningRequest],
+                         store_rejections: bool = True) -> list[ScreeningResult]:
         results = self.screen(requests)
         for result in results:
-            self.store.put_new(result.record, self.settings.result_retention_days)
+            if store_rejections or not result.rejected:
+                self.store.put_new(result.record, self.settings.result_retention_days)
         return results
 
     def record_rejection(self, request: ScreeningRequest, reason: str, message: str) -> dict:

@@ -1,0 +1,66 @@
+"""Per-container singletons: settings, AWS clients, the model, the service.
+
+Built once, at import time inside Lambda (the init phase), lazily elsewhere so
+tests can set the environment first.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from botocore.config import Config
+
+from screening import resources
+from screening.config import Settings
+from screening.inference import GlaucomaModel
+from screening.model_registry import fetch_current_model
+from screening.records import ResultStore
+from screening.service import ScreeningService
+
+logger = Logger(service=resources.SERVICE_NAME)
+metrics = Metrics(namespace=resources.METRICS_NAMESPACE, service=resources.SERVICE_NAME)
+
+# Short timeouts and SDK retries with backoff: a slow dependency fails fast and
+# the message is retried by SQS, instead of the function hanging to its timeout.
+AWS_CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"},
+                    signature_version="s3v4")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    s3: object
+    sqs: object
+    service: ScreeningService
+
+    @property
+    def model(self) -> GlaucomaModel:
+        return self.service.model
+
+
+@lru_cache(maxsize=1)
+def runtime() -> Runtime:
+    settings = Settings.from_env()
+    session = boto3.session.Session()
+    s3 = session.client("s3", config=AWS_CONFIG)
+    sqs = session.client("sqs", config=AWS_CONFIG)
+    dynamodb = session.resource("dynamodb", config=AWS_CONFIG)
+    model_dir = Path(settings.model_dir)
+    if settings.model_bucket:
+        model_dir = fetch_current_model(s3, settings.model_bucket, Path(settings.model_cache_dir),
+                                        fallback=model_dir)
+    model = GlaucomaModel(model_dir, num_threads=settings.inference_threads or None)
+    logger.info("model loaded", extra={"model_version": model.version, "model_dir": str(model_dir)})
+    store = ResultStore(settings.results_table, dynamodb)
+    return Runtime(settings=settings, s3=s3, sqs=sqs, service=ScreeningService(model, store, settings))
+
+
+def warm_in_lambda() -> None:
+    """Load the model during Lambda's init phase, never inside a request."""
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        runtime()

@@ -1,0 +1,127 @@
+"""The S3 path: a batch of SQS messages (S3 events) -> one result record per image.
+
+Failure policy, so nothing is lost and nothing storms:
+- a bad image (or an object deleted before we read it) gets a `rejected`
+  record: the message succeeds and is never retried;
+- a transient fault (throttling, timeouts, DynamoDB or S3 errors) fails only
+  that message; SQS redelivers it and after 3 receives moves it to the DLQ;
+- a message that is not an S3 event fails too, so it ends in the DLQ where a
+  person can read it;
+- a redelivered message whose record exists is acknowledged without running
+  the model again (idempotent per bucket, key and ETag).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from screening.records import s3_record_id
+from screening.s3_events import MalformedEvent, S3ObjectRef, objects_in_message
+from screening.service import ScreeningRequest, ScreeningService
+
+MISSING_OBJECT_CODES = {"NoSuchKey", "404", "NoSuchVersion", "PreconditionFailed", "412"}
+logger = Logger(child=True)
+
+
+class TransientFailure(RuntimeError):
+    """Retry this message later."""
+
+
+@dataclass
+class BatchSummary:
+    screened: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    failed_messages: int = 0
+
+
+class S3BatchScreener:
+    def __init__(self, service: ScreeningService, s3_client) -> None:
+        self.service = service
+        self.s3 = s3_client
+
+    def process(self, messages: list[tuple[str, str]]
+                ) -> tuple[dict[str, Exception], BatchSummary, list[dict]]:
+        """[(message_id, body)] -> ({message_id: error} to retry, summary, records written)."""
+        failures: dict[str, Exception] = {}
+        written_records: list[dict] = []
+        summary = BatchSummary()
+        pending: list[tuple[str, ScreeningRequest]] = []
+        for message_id, body in messages:
+            try:
+                refs = objects_in_message(body)
+            except MalformedEvent as exc:
+                logger.warning("malformed message sent towards the DLQ", extra={"message_id": message_id,
+                                                                               "reason": str(exc)})
+                failures[message_id] = exc
+                continue
+            for ref in refs:
+                try:
+                    request = self._fetch(ref)
+                except TransientFailure as exc:
+                    failures[message_id] = exc
+                    continue
+                if request is None:
+                    summary.duplicates += 1
+                    continue
+                if isinstance(request, dict):  # recorded a rejection without reading the image
+                    summary.rejected += 1
+                    continue
+                pending.append((message_id, request))
+
+        pending = [(m, r) for m, r in pending if m not in failures]
+        if pending:
+            results = self.service.screen([request for _, request in pending])
+            for (message_id, _), result in zip(pending, results):
+                try:
+                    written = self.service.store.put_new(result.record,
+                                                         self.service.settings.result_retention_days)
+                except (ClientError, BotoCoreError) as exc:
+                    failures[message_id] = TransientFailure(f"storing the result failed: {exc}")
+                    continue
+                if not written:
+                    summary.duplicates += 1
+                    continue
+                written_records.append(result.record)
+                if result.rejected:
+                    summary.rejected += 1
+                else:
+                    summary.screened += 1
+        summary.failed_messages = len(failures)
+        return failures, summary, written_records
+
+    def _fetch(self, ref: S3ObjectRef) -> ScreeningRequest | dict | None:
+        """The object's bytes as a request; None if already recorded; a dict if rejected here."""
+        record_id = s3_record_id(ref.bucket, ref.key, ref.etag)
+        source = {"source": "s3", "bucket": ref.bucket, "key": ref.key, "etag": ref.etag,
+                  "version_id": ref.version_id, "event_time": ref.event_time}
+        try:
+            if self.service.store.get(record_id) is not None:
+                return None
+            request = ScreeningRequest(data=b"", record_id=record_id, source=source)
+            max_bytes = self.service.settings.max_image_bytes
+            if ref.size is not None and ref.size > max_bytes:
+                return self.service.record_rejection(
+                    request, "too_large", f"The image is {ref.size} bytes; the limit is {max_bytes} bytes.")
+            get_args = {"Bucket": ref.bucket, "Key": ref.key}
+            if ref.version_id:
+                get_args["VersionId"] = ref.version_id
+            elif ref.etag:
+                get_args["IfMatch"] = ref.etag
+            try:
+                response = self.s3.get_object(**get_args)
+                request.data = response["Body"].read()
+                request.source["version_id"] = ref.version_id or response.get("VersionId")
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code not in MISSING_OBJECT_CODES:
+                    raise
+                return self.service.record_rejection(
+                    request, "object_missing",
+                    "The object was deleted or replaced before it could be read.")
+            return request
+        except (ClientError, BotoCoreError) as exc:
+            raise TransientFailure(f"reading s3://{ref.bucket}/{ref.key} failed: {exc}") from exc

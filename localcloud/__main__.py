@@ -1,0 +1,119 @@
+"""Run the whole service on this machine: `python -m localcloud [--demo]`.
+
+Starts moto's server (S3, SQS, DynamoDB) on 127.0.0.1, creates the resources
+as the CDK stack does, serves the API, consumes the queue, and with --demo
+sends the sample images through both paths. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from localcloud.cloud import DEFAULT_API_KEY, LocalCloud
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples" / "acrima"
+
+
+def demo(cloud: LocalCloud) -> None:
+    import requests
+
+    headers = {"x-api-key": cloud.api_key}
+    samples = sorted(SAMPLES.glob("*/*.jpg"))
+    print("\n== Demo 1: POST /predict (raw image body) ==")
+    for path in samples[::3]:
+        response = requests.post(f"{cloud.api_url}/predict", data=path.read_bytes(),
+                                 headers={**headers, "Content-Type": "image/jpeg"}, timeout=30)
+        body = response.json()
+        print(f"  {path.parent.name}/{path.name}: HTTP {response.status_code} -> {body.get('label')} "
+              f"p={body.get('probability')} ({body.get('latency_ms')} ms, model {body.get('model_version')})")
+
+    print("\n== Demo 2: bad input gets a clear 4xx ==")
+    response = requests.post(f"{cloud.api_url}/predict", data=b"not an image",
+                             headers={**headers, "Content-Type": "image/png"}, timeout=30)
+    print(f"  HTTP {response.status_code} {response.json()}")
+
+    print("\n== Demo 3: images dropped under incoming/ in the S3 bucket ==")
+    s3 = cloud.client("s3")
+    dynamodb = cloud.session().resource("dynamodb", endpoint_url=cloud.aws_endpoint)
+    table = dynamodb.Table(cloud.names.results_table)
+    from screening.records import s3_record_id
+
+    pending = {}
+    for path in samples[1::3]:
+        key = f"incoming/demo/{path.name}"
+        etag = s3.put_object(Bucket=cloud.names.image_bucket, Key=key, Body=path.read_bytes(),
+                             ContentType="image/jpeg")["ETag"]
+        pending[s3_record_id(cloud.names.image_bucket, key, etag)] = (key, time.monotonic())
+    deadline = time.monotonic() + 30
+    while pending and time.monotonic() < deadline:
+        for record_id, (key, started) in list(pending.items()):
+            item = table.get_item(Key={"id": record_id}).get("Item")
+            if item:
+                print(f"  s3://{cloud.names.image_bucket}/{key}: {item['status']} -> {item.get('label')} "
+                      f"p={item.get('probability')} (record after {time.monotonic() - started:.2f} s)")
+                del pending[record_id]
+        time.sleep(0.1)
+    for record_id, (key, _) in pending.items():
+        print(f"  {key}: no record yet")
+
+    status = requests.get(f"{cloud.api_url}/status", headers=headers, timeout=30).json()
+    print("\n== GET /status ==\n  " + json.dumps({k: status[k] for k in (
+        "model_version", "counts", "queue_depth", "dead_letter_depth", "last_prediction_at")}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--aws-port", type=int, default=4566, help="moto's S3/SQS/DynamoDB endpoint")
+    parser.add_argument("--api-port", type=int, default=8080, help="the API's port")
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the x-api-key the API requires")
+    parser.add_argument("--demo", action="store_true", help="send the sample images through both paths")
+    parser.add_argument("--exit-after-demo", action="store_true", help="stop after the demo (for scripts)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    cloud = LocalCloud(aws_port=args.aws_port, api_port=args.api_port, api_key=args.api_key)
+    started = time.monotonic()
+    cloud.start()
+    print(f"Local cloud up in {time.monotonic() - started:.1f} s (model {cloud_model_version()})")
+    print(f"  AWS endpoint (S3, SQS, DynamoDB): {cloud.aws_endpoint}  (any access key; region us-east-1)")
+    print(f"  API:                              {cloud.api_url}  (header x-api-key: {cloud.api_key})")
+    print(f"  image bucket:  {cloud.names.image_bucket}  (drop images under incoming/)")
+    print(f"  results table: {cloud.names.results_table}")
+    print(f"  queue / DLQ:   {cloud.names.queue} / {cloud.names.dead_letter_queue}")
+    print(f"  try: curl -H 'x-api-key: {cloud.api_key}' -H 'Content-Type: image/jpeg' "
+          f"--data-binary @samples/acrima/glaucoma/Im353_g_ACRIMA.jpg {cloud.api_url}/predict")
+    try:
+        if args.demo:
+            demo(cloud)
+        if args.exit_after_demo:
+            return 0
+        print("\nServing until Ctrl-C.", flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        while not stop.is_set():
+            stop.wait(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nStopping the local cloud...", flush=True)
+        cloud.stop()
+        print("Stopped.")
+    return 0
+
+
+def cloud_model_version() -> str:
+    from handlers.runtime import runtime
+
+    return runtime().model.version
+
+
+if __name__ == "__main__":
+    sys.exit(main())
