@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 export PYTHONPATH := functions:.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test install-local install-dev model backbone evaluate bench load synth clean
+.PHONY: run test install-local install-dev model backbone evaluate bench load synth deploy destroy clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,24 @@ evaluate: install-dev  ## make evaluate DATA=path/with/normal-and-glaucoma
 
 clean:
 	rm -rf $(VENV) cdk.out runs .pytest_cache
+
+node_modules/.bin/cdk: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+
+synth: install-dev node_modules/.bin/cdk  ## CloudFormation into cdk.out/, no credentials needed
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH npx cdk synth --quiet
+
+deploy: install-dev node_modules/.bin/cdk  ## needs AWS credentials and a Docker engine: make deploy CONTEXT="-c stage=prod"
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH npx cdk deploy $(CONTEXT)
+
+destroy: install-dev node_modules/.bin/cdk
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH npx cdk destroy $(CONTEXT)
+
+bench: install-dev  ## latency medians and ratios
+	$(PY) bench/bench_latency.py
+
+load: install-dev  ## bounded load test on the local cloud (127.0.0.1 only): 4 users, 30 s
+	$(PY) -m localcloud --api-port 8080 --aws-port 4566 --serve-seconds 60 & \
+	  for i in $$(seq 60); do curl -s -o /dev/null 127.0.0.1:8080 && break; sleep 0.5; done; \
+	  $(VENV)/bin/locust -f locustfile.py --headless -u 4 -r 4 -t 30s --host http://127.0.0.1:8080 --only-summary; \
+	  kill %1 2>/dev/null || true

@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the x-api-key the API requires")
     parser.add_argument("--demo", action="store_true", help="send the sample images through both paths")
     parser.add_argument("--exit-after-demo", action="store_true", help="stop after the demo (for scripts)")
+    parser.add_argument("--serve-seconds", type=float, default=0,
+                        help="stop by itself after this many seconds (0: until Ctrl-C)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nServing until Ctrl-C.", flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        while not stop.is_set():
+        deadline = time.monotonic() + args.serve_seconds if args.serve_seconds else None
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             stop.wait(1)
     except KeyboardInterrupt:
         pass

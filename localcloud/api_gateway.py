@@ -68,7 +68,10 @@ def make_server(host: str, port: int, handler: Callable[[dict, object], dict], a
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # the client went away
+                self.close_connection = True
 
         def _gateway_error(self, status: int, message: str) -> None:
             self._send(status, {"Content-Type": "application/json", "x-amzn-ErrorType": "GatewayError"},

@@ -5,8 +5,8 @@ Every metric line the job prints has the form
     METRIC <name>=<float>
 
 and the regex for <name> is `METRIC <name>=([-+0-9.eE]+|nan)` (SageMaker takes
-the first group). `METRIC_DEFINITIONS` lists the ones the retrain Lambda hands
-to CreateTrainingJob.
+the first group). `METRIC_DEFINITIONS` (defined in functions/screening/retraining.py)
+lists the ones the retrain Lambda hands to CreateTrainingJob.
 """
 
 from __future__ import annotations
@@ -18,15 +18,8 @@ from typing import TextIO
 import numpy as np
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
-METRIC_NAMES = (
-    "train_loss", "train_auc", "val_loss", "val_auc",
-    "test_auc", "test_accuracy", "test_sensitivity", "test_specificity",
-    "test_precision", "test_f1", "test_sensitivity_at_95_specificity",
-    "threshold", "test_auc_grey", "test_auc_colour_shift",
-)
-METRIC_DEFINITIONS = [
-    {"Name": name, "Regex": f"METRIC {name}=([-+0-9.eE]+|nan)"} for name in METRIC_NAMES
-]
+# One list for the job and for the retrain Lambda that hands the regexes to SageMaker.
+from screening.retraining import METRIC_DEFINITIONS, METRIC_NAMES  # noqa: E402,F401
 
 
 def print_metric(name: str, value: float, stream: TextIO | None = None) -> None:

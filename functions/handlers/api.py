@@ -13,7 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
 from handlers.runtime import logger, metrics, runtime, warm_in_lambda
-from screening import heatmap, resources
+from screening import heatmap, resources, telemetry
 from screening.http_inputs import (REJECTION_STATUS, ApiError, UploadedFile, header, parse_json_object,
                                    parse_multipart, raw_body)
 from screening.preprocessing import ImageRejected
@@ -37,7 +37,7 @@ def error_response(status: int, error: str, message: str) -> Response[dict]:
 
 @app.exception_handler(ApiError)
 def handle_api_error(exc: ApiError) -> Response[dict]:
-    metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=telemetry.CLIENT_ERRORS, unit=MetricUnit.Count, value=1)
     logger.info("client error", extra={"error": exc.error, "status": exc.status})
     return error_response(exc.status, exc.error, exc.message)
 
@@ -238,7 +238,7 @@ def openapi() -> Response[dict]:
 def handler(event: dict, context) -> dict:
     started = time.perf_counter()
     response = app.resolve(event, context)
-    metrics.add_metric(name="ApiLatency", unit=MetricUnit.Milliseconds,
+    metrics.add_metric(name=telemetry.API_LATENCY, unit=MetricUnit.Milliseconds,
                        value=(time.perf_counter() - started) * 1000)
     return response
 

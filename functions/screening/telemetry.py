@@ -12,7 +12,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 PREDICTIONS_BY_LABEL = {"glaucoma": "GlaucomaPredictions", "normal": "NormalPredictions"}
 REJECTIONS = "Rejections"
 INFERENCE_LATENCY = "ScreeningLatency"
-CUSTOM_METRICS = (*PREDICTIONS_BY_LABEL.values(), REJECTIONS, INFERENCE_LATENCY)
+API_LATENCY = "ApiLatency"
+CLIENT_ERRORS = "ClientErrors"
+COLD_START = "ColdStart"  # emitted by Powertools' capture_cold_start_metric
+# Dimensions: Powertools adds `service` to every metric; the cold-start metric also
+# carries `function_name`.
+SERVICE_DIMENSION = "service"
+COLD_START_DIMENSIONS = ("function_name", "service")
 
 
 def record_outcomes(metrics: Metrics, records: list[dict]) -> None:

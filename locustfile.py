@@ -1,0 +1,54 @@
+"""Load test of the API (bounded, loopback only by default).
+
+    make load     # starts the local cloud, runs 4 users for 30 s, prints the stats, stops
+
+or against a running local cloud:
+
+    locust -f locustfile.py --headless -u 4 -r 4 -t 30s --host http://127.0.0.1:8080
+
+Against a deployed stage, pass its URL and key explicitly (LOCUST_API_KEY) and
+ALLOW_REMOTE_TARGET=1; without that flag any host but 127.0.0.1 is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from locust import HttpUser, between, events, task
+
+SAMPLES = sorted((Path(__file__).resolve().parent / "samples" / "acrima").glob("*/*.jpg"))
+IMAGES = [(p.parent.name, p.read_bytes()) for p in SAMPLES]
+
+
+@events.test_start.add_listener
+def refuse_remote_targets(environment, **_):
+    host = urlsplit(environment.host or "").hostname
+    if host not in ("127.0.0.1", "localhost", "::1") and os.environ.get("ALLOW_REMOTE_TARGET") != "1":
+        raise SystemExit(f"refusing to load-test {host}: set ALLOW_REMOTE_TARGET=1 for a deployed stage")
+
+
+class Clinic(HttpUser):
+    host = "http://127.0.0.1:8080"
+    wait_time = between(0.05, 0.2)
+
+    def on_start(self) -> None:
+        self.client.headers["x-api-key"] = os.environ.get("LOCUST_API_KEY", "local-dev-key")
+
+    @task(8)
+    def predict(self) -> None:
+        truth, image = random.choice(IMAGES)
+        with self.client.post("/predict", data=image, headers={"Content-Type": "image/jpeg"},
+                              name="POST /predict", catch_response=True) as response:
+            if response.status_code != 200 or "label" not in response.json():
+                response.failure(f"HTTP {response.status_code}")
+
+    @task(1)
+    def status(self) -> None:
+        self.client.get("/status", name="GET /status")
+
+    @task(1)
+    def recent(self) -> None:
+        self.client.get("/predictions?limit=10", name="GET /predictions")
