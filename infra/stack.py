@@ -95,24 +95,22 @@ class GlaucomaScreeningStack(cdk.Stack):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
             lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(365))],
             removal_policy=cdk.RemovalPolicy.RETAIN)
-        self.image_bucket = s3.Bucket(
-            self, "ImageBucket", bucket_name=names.image_bucket,
-            encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True, versioned=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            server_access_logs_bucket=access_logs, server_access_logs_prefix="images/",
+        def private_bucket(construct_id: str, name: str, log_prefix: str, **extra) -> s3.Bucket:
+            return s3.Bucket(
+                self, construct_id, bucket_name=name, encryption=s3.BucketEncryption.S3_MANAGED,
+                enforce_ssl=True, versioned=True, block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+                server_access_logs_bucket=access_logs, server_access_logs_prefix=log_prefix,
+                removal_policy=cdk.RemovalPolicy.RETAIN, **extra)
+
+        self.image_bucket = private_bucket(
+            "ImageBucket", names.image_bucket, "images/",
             lifecycle_rules=[s3.LifecycleRule(
                 id="expire-incoming", prefix=resources.INCOMING_PREFIX,
                 expiration=cdk.Duration.days(settings.image_retention_days),
                 noncurrent_version_expiration=cdk.Duration.days(settings.image_retention_days))],
             cors=[s3.CorsRule(allowed_methods=[s3.HttpMethods.PUT], allowed_origins=["*"],
-                              allowed_headers=["content-type"], max_age=300)],
-            removal_policy=cdk.RemovalPolicy.RETAIN)
-        self.model_bucket = s3.Bucket(
-            self, "ModelBucket", bucket_name=names.model_bucket,
-            encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True, versioned=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            server_access_logs_bucket=access_logs, server_access_logs_prefix="models/",
-            removal_policy=cdk.RemovalPolicy.RETAIN)
+                              allowed_headers=["content-type"], max_age=300)])
+        self.model_bucket = private_bucket("ModelBucket", names.model_bucket, "models/")
 
         self.dead_letter_queue = sqs.Queue(
             self, "DeadLetterQueue", queue_name=names.dead_letter_queue,

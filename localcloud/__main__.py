@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print("\nServing until Ctrl-C.", flush=True)
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a process manager's stop
+            signal.signal(signum, lambda *_: stop.set())
         deadline = time.monotonic() + args.serve_seconds if args.serve_seconds else None
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             stop.wait(1)

@@ -2,6 +2,7 @@
 
     python -m training.evaluate --model models --data path/to/other-hospital
     python -m training.evaluate --model runs/x/glaucoma.keras --data ... --threshold 0.4
+    python -m training.evaluate --model models --data ... --variant colour_shift
 
 `--model` is a model folder (glaucoma.tflite + model.json, run by LiteRT as in
 serving) or a .keras file. Prints the same metrics as training, as JSON, so a
@@ -20,6 +21,7 @@ import numpy as np
 
 from training.data import list_labelled_folder, load_images
 from training.metrics import classification_report
+from training.robustness import VARIANTS
 
 
 def score(model_path: Path, images: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, float | None]:
@@ -45,15 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="a folder with normal/ and glaucoma/")
     parser.add_argument("--threshold", type=float, default=None,
                         help="decision threshold (default: the model card's)")
+    parser.add_argument("--variant", choices=["as-is", *VARIANTS], default="as-is",
+                        help="score a photometric variant of the images (the robustness check)")
     args = parser.parse_args(argv)
     loaded = load_images(list_labelled_folder(args.data))
-    scores, card_threshold = score(args.model, loaded.images)
+    images = loaded.images if args.variant == "as-is" else VARIANTS[args.variant](loaded.images)
+    scores, card_threshold = score(args.model, images)
     threshold = args.threshold if args.threshold is not None else card_threshold
     if threshold is None:
         parser.error("no model.json beside the model: pass --threshold")
     report = classification_report(loaded.labels, scores, threshold)
     report["skipped"] = [{"file": str(p), "reason": r} for p, r in loaded.skipped]
     report["model"] = str(args.model)
+    report["variant"] = args.variant
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in report.items()}
     json.dump(clean, sys.stdout, indent=2)
     print()
