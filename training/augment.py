@@ -1,7 +1,8 @@
 """Training-time augmentation.
 
-Geometric, as in the seeds: flips (left and right eyes mirror), rotation, shifts, zoom. Photometric, stronger
-than the seeds because other cameras differ mostly there: per-channel colour
+Geometric, as in the seeds: flips (left and right eyes mirror), rotation,
+shifts, zoom. Photometric, stronger than the seeds because other cameras
+differ mostly there: per-channel colour
 gains (white balance), brightness, contrast, gamma, saturation, blur and
 sensor noise. The model then normalises grey level per image, so these mostly
 teach it to ignore exposure and colour cast rather than to rely on them.

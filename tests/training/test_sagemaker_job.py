@@ -114,3 +114,17 @@ def test_command_line_flags_override_the_hyperparameters_file(tmp_path, monkeypa
     assert hp.epochs == 3 and hp.dropout == 0.5
     assert args.train == tmp_path / "train-channel"
     assert args.model_dir == tmp_path / "model"  # /opt/ml/model under the moved root
+
+
+def test_fine_tuning_path_trains_end_to_end(tmp_path, sample_files):
+    """fine_tune_from_block < 11 back-propagates into the trunk (augmenting every batch)."""
+    data = copy_labelled(tmp_path / "data", sample_files, 0, 4)
+    result = run_job(tmp_path / "opt_ml", {}, args=[
+        "--data", str(data), "--epochs", "1", "--batch-size", "4", "--image-size", "64",
+        "--fine-tune-from-block", "9", "--val-fraction", "0.25", "--model-dir", str(tmp_path / "model"),
+        "--output-data-dir", str(tmp_path / "report"), "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "trunk features" not in result.stdout  # not the cached-features path
+    assert (tmp_path / "ckpt" / "best.keras").exists() and (tmp_path / "model" / "glaucoma.tflite").exists()
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["reported_on"] == "val" and metrics["hyperparameters"]["fine_tune_from_block"] == 9
