@@ -61,7 +61,7 @@ def demo(cloud: LocalCloud) -> None:
                       f"p={item.get('probability')} (record after {time.monotonic() - started:.2f} s)")
                 del pending[record_id]
         time.sleep(0.1)
-    for record_id, (key, _) in pending.items():
+    for key, _ in pending.values():
         print(f"  {key}: no record yet")
 
     status = requests.get(f"{cloud.api_url}/status", headers=headers, timeout=30).json()

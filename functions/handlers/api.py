@@ -86,16 +86,16 @@ def screen_one(request: ScreeningRequest) -> ScreeningResult:
     return result
 
 
-def image_from_request() -> tuple[bytes, dict]:
+def image_from_request() -> ScreeningRequest:
     """The image of POST /predict, whichever of the three accepted shapes it came in."""
     ctype = content_type().lower()
     if ctype.startswith("image/"):
-        return body_bytes(), {"source": "api", "content_type": ctype.split(";")[0]}
+        return ScreeningRequest(data=body_bytes(), source={"source": "api", "content_type": ctype.split(";")[0]})
     if ctype.startswith("multipart/form-data"):
         parts = [p for p in parse_multipart(body_bytes(), content_type()) if p.field == "file"]
         if not parts:
             raise ApiError(400, "missing_file", "The multipart body has no 'file' field.")
-        return parts[0].data, {"source": "api", "filename_given": bool(parts[0].filename)}
+        return ScreeningRequest(data=parts[0].data, source={"source": "api"})
     if ctype.startswith("application/json"):
         return image_from_s3_key(parse_json_object(body_bytes()))
     if not ctype:
@@ -105,7 +105,8 @@ def image_from_request() -> tuple[bytes, dict]:
     raise ApiError(415, "unsupported_content_type", f"Content type {ctype.split(';')[0]} is not accepted.")
 
 
-def image_from_s3_key(payload: dict) -> tuple[bytes, dict]:
+def image_from_s3_key(payload: dict) -> ScreeningRequest:
+    """An object under incoming/; its record id is the S3 path's, so it is screened once."""
     key = payload.get("s3_key")
     if not isinstance(key, str) or not key:
         raise ApiError(400, "missing_s3_key", "The JSON body needs a string field 's3_key'.")
@@ -123,21 +124,18 @@ def image_from_s3_key(payload: dict) -> tuple[bytes, dict]:
             raise ApiError(404, "unknown_s3_key", f"No object {key} in the image bucket.")
         raise
     etag = head["ETag"].strip('"')
-    return data, {"source": "api", "bucket": settings.image_bucket, "key": key, "etag": etag,
-                  "_record_id": s3_record_id(settings.image_bucket, key, etag)}
+    return ScreeningRequest(data=data, record_id=s3_record_id(settings.image_bucket, key, etag),
+                            source={"source": "api", "bucket": settings.image_bucket, "key": key, "etag": etag})
 
 
 @app.post("/predict", summary="Screen one image",
           description="Raw image body (image/*), multipart field 'file', or JSON {\"s3_key\": \"incoming/...\"}. "
                       "Add ?heatmap=png for a PNG overlay.")
 def predict() -> Response[dict]:
-    data, source = image_from_request()
-    record_id = source.pop("_record_id", None)
-    if record_id:  # an S3 object is screened once, whichever path sees it first
-        existing = runtime().service.store.get(record_id)
-        if existing:
-            return Response(200, content_types.APPLICATION_JSON, json.dumps(public(existing)))
-    request = ScreeningRequest(data=data, source=source, record_id=record_id or uuid.uuid4().hex)
+    request = image_from_request()
+    existing = runtime().service.store.get(request.record_id) if "key" in request.source else None
+    if existing:  # the S3 path (or an earlier call) already screened this object
+        return respond_with(ScreeningResult(existing))
     return respond_with(screen_one(request))
 
 

@@ -187,3 +187,15 @@ def test_api_key_is_required(cloud):
     response = requests.get(cloud.api_url + "/status", timeout=10)
     assert response.status_code == 403
     assert json.loads(response.text)["message"] == "Forbidden"
+
+
+def test_s3_key_of_a_bad_image_already_rejected_by_the_s3_path_is_a_4xx(api, cloud, table):
+    from screening.records import s3_record_id
+    from tests.localcloud.conftest import wait_for
+
+    key = "incoming/api-test/not-an-image.jpg"
+    etag = cloud.client("s3").put_object(Bucket=cloud.names.image_bucket, Key=key, Body=b"plain text")["ETag"]
+    record_id = s3_record_id(cloud.names.image_bucket, key, etag)
+    wait_for(lambda: table.get_item(Key={"id": record_id}).get("Item"))
+    response = api.post("/predict", json={"s3_key": key})
+    assert response.status_code == 400 and response.json()["error"] == "not_an_image"
