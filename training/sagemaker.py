@@ -30,6 +30,7 @@ class Hyperparameters:
     batch_size: int = 32
     learning_rate: float = 3e-3
     patience: int = 25
+    acquisition_probability: float = 0.0  # blur/JPEG/looser-crop augmentation share (see augment.py)
     augmented_copies: int = 3  # frozen trunk: augmented copies of train whose features are cached
     seed: int = 42
     image_size: int = 224

@@ -104,7 +104,7 @@ def fit_end_to_end(model, train_set, val_set, hp: Hyperparameters, checkpoint_di
 
     from training.augment import make_augmenter
 
-    augment = make_augmenter(hp.seed)
+    augment = make_augmenter(hp.seed, acquisition_probability=hp.acquisition_probability)
     train_ds = (tf.data.Dataset.from_tensor_slices((train_set.images, train_set.labels.astype(np.float32)))
                 .shuffle(len(train_set.labels), seed=hp.seed, reshuffle_each_iteration=True)
                 .batch(hp.batch_size)
@@ -129,7 +129,7 @@ def fit_head_on_cached_features(model, train_set, val_set, hp: Hyperparameters, 
     from training.network import OUTPUT_LAYER, POOL_LAYER
 
     pooled = keras.Model(model.inputs, model.get_layer(POOL_LAYER).output)
-    augment = make_augmenter(hp.seed)
+    augment = make_augmenter(hp.seed, acquisition_probability=hp.acquisition_probability)
     started = time.monotonic()
     features = [pooled.predict(train_set.images, batch_size=hp.batch_size, verbose=0)]
     for _ in range(hp.augmented_copies):

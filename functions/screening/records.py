@@ -124,6 +124,9 @@ class ResultStore:
             "Limit": limit,
         }
         if cursor:
-            query["ExclusiveStartKey"] = decode_cursor(cursor)
+            start = decode_cursor(cursor)
+            if set(start) != {resources.TABLE_PARTITION_KEY, key_name, "created_at"}:
+                raise InvalidCursor("the cursor is not one this API returned")
+            query["ExclusiveStartKey"] = start
         page = self.table.query(**query)
         return [from_dynamo(i) for i in page.get("Items", [])], encode_cursor(page.get("LastEvaluatedKey"))

@@ -176,6 +176,10 @@ def test_invalid_query_is_400(api):
     assert api.get("/predictions?limit=1000").json()["error"] == "invalid_limit"
     assert api.get("/predictions?label=maybe").json()["error"] == "invalid_label"
     assert api.get("/predictions?cursor=%%%").json()["error"] == "invalid_cursor"
+    import base64
+
+    forged = base64.urlsafe_b64encode(b'{"id": "x", "nonsense": 1}').decode()
+    assert api.get(f"/predictions?cursor={forged}").json()["error"] == "invalid_cursor"
 
 
 def test_unknown_route_is_json_404(api):
