@@ -31,8 +31,11 @@ run: install-local  ## the local cloud with a short demo; Ctrl-C stops it
 test: install-dev  ## the whole suite; .ci/run calls exactly this
 	$(PY) -m pytest
 
-model: install-dev  ## retrain the default model on ACRIMA (about 3 minutes)
-	$(PY) -m training.train --data ../shared/data/acrima --model-dir models \
+# Where the ACRIMA data set (folders + splits.csv) lies; only `make model` reads it.
+ACRIMA_DIR ?= $(abspath $(CURDIR)/..)/shared/data/acrima
+
+model: install-dev  ## retrain the default model on ACRIMA (about 3 minutes): make model [ACRIMA_DIR=...]
+	$(PY) -m training.train --data $(ACRIMA_DIR) --model-dir models \
 	    --output-data-dir models/report --checkpoint-dir runs/checkpoints --model-version acrima-effl0-grey-v1
 
 backbone: install-dev  ## reconvert the ImageNet EfficientNet-Lite0 trunk from PyTorch

@@ -1,6 +1,6 @@
 """Training entry point: runs unchanged as a SageMaker training job and on a laptop.
 
-    python -m training.train --data ../shared/data/acrima --model-dir models \
+    python -m training.train --data /path/to/acrima --model-dir models \
         --output-data-dir runs/acrima --model-version acrima-effl0-v1
 
 See training/sagemaker.py for the job contract and training/metrics.py for the

@@ -7,7 +7,7 @@ import json
 import boto3
 from aws_lambda_powertools import Logger
 
-from handlers.runtime import AWS_CONFIG
+from handlers.runtime import AWS_CONFIG, S3_CONFIG
 from screening import resources
 from screening.config import Settings
 from screening.retraining import JOB_NAME_PREFIX, promote_if_better, start_training
@@ -42,7 +42,7 @@ def promote_handler(event: dict, context) -> dict:
     job = detail.get("TrainingJobName", "")
     if detail.get("TrainingJobStatus") != "Completed" or not job.startswith(JOB_NAME_PREFIX):
         return {"promoted": False, "reason": "not a completed glaucoma training job"}
-    decision = promote_if_better(boto3.client("s3", config=AWS_CONFIG), Settings.from_env(), job)
+    decision = promote_if_better(boto3.client("s3", config=S3_CONFIG), Settings.from_env(), job)
     logger.info("promotion decision", extra={"job": job, "promoted": decision.promote, "reason": decision.reason})
     return {"promoted": decision.promote, "reason": decision.reason}
 

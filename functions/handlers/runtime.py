@@ -27,8 +27,9 @@ metrics = Metrics(namespace=resources.METRICS_NAMESPACE, service=resources.SERVI
 
 # Short timeouts and SDK retries with backoff: a slow dependency fails fast and
 # the message is retried by SQS, instead of the function hanging to its timeout.
-AWS_CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"},
-                    signature_version="s3v4")
+AWS_CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"})
+# Presigned PUT URLs must be SigV4 (the image bucket is encrypted); other services pick their own.
+S3_CONFIG = AWS_CONFIG.merge(Config(signature_version="s3v4"))
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Runtime:
 def runtime() -> Runtime:
     settings = Settings.from_env()
     session = boto3.session.Session()
-    s3 = session.client("s3", config=AWS_CONFIG)
+    s3 = session.client("s3", config=S3_CONFIG)
     sqs = session.client("sqs", config=AWS_CONFIG)
     dynamodb = session.resource("dynamodb", config=AWS_CONFIG)
     model_dir = Path(settings.model_dir)

@@ -71,3 +71,27 @@ def test_promotion_against_the_bundled_model(monkeypatch, tmp_path, auc, promote
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="models-b")["Contents"]}
     assert f"{resources.CANDIDATE_MODEL_PREFIX}glaucoma-new/decision.json" in keys
     assert (f"{resources.CURRENT_MODEL_PREFIX}model.json" in keys) is promoted
+
+
+@mock_aws
+def test_retrain_route_starts_a_training_job_and_promote_ignores_other_jobs(monkeypatch):
+    from handlers import retrain
+    from localcloud.lambda_context import LambdaContext
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("MODEL_BUCKET", "models-b")
+    monkeypatch.setenv("TRAINING_IMAGE_URI", "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:1")
+    monkeypatch.setenv("TRAINING_ROLE_ARN", "arn:aws:iam::123456789012:role/sagemaker-training")
+    event = {"httpMethod": "POST", "path": "/retrain", "body": json.dumps({"hyperparameters": {"epochs": 80}})}
+    response = retrain.start_handler(event, LambdaContext.for_function("retrain"))
+    assert response["statusCode"] == 202
+    job = json.loads(response["body"])["training_job"]
+    described = boto3.client("sagemaker").describe_training_job(TrainingJobName=job)
+    assert described["HyperParameters"]["epochs"] == "80"
+    assert described["OutputDataConfig"]["S3OutputPath"] == "s3://models-b/training-output/"
+    bad = retrain.start_handler({"httpMethod": "POST", "body": "{not json"}, LambdaContext.for_function("retrain"))
+    assert bad["statusCode"] == 400 and json.loads(bad["body"])["error"] == "malformed_json"
+    ignored = retrain.promote_handler({"detail": {"TrainingJobName": "someone-else", "TrainingJobStatus": "Completed"}},
+                                      LambdaContext.for_function("promote"))
+    assert ignored["promoted"] is False
