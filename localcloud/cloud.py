@@ -96,7 +96,7 @@ class LocalCloud:
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
         self._moto.start()
         session = self.session()
-        endpoint_session = _EndpointSession(session, self.aws_endpoint)
+        endpoint_session = EndpointSession(session, self.aws_endpoint)
         self.resources = provision(endpoint_session, self.names)
         os.environ.update(self.handler_environment())
 
@@ -131,7 +131,7 @@ class LocalCloud:
         self.stop()
 
 
-class _EndpointSession:
+class EndpointSession:
     """A boto3 session whose clients all talk to the local endpoint."""
 
     def __init__(self, session: boto3.session.Session, endpoint: str) -> None:

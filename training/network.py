@@ -22,6 +22,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from screening.preprocessing import LUMA_WEIGHTS
+
 # EfficientNet-Lite0 block arguments (kernel, stride, expand ratio, in, out, repeats),
 # as in the TensorFlow reference efficientnet_lite_builder.
 LITE0_STAGES = [
@@ -35,7 +37,6 @@ LITE0_STAGES = [
 ]
 TRUNK_BLOCKS = 11  # blocks 0..10: the trunk ends at 112 channels, stride 16
 BN_EPSILON = 1e-3
-GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma
 POOL_LAYER = "gap"  # its input is the feature map the heatmap is made of
 OUTPUT_LAYER = "glaucoma_probability"
 DEFAULT_BACKBONE_WEIGHTS = (
@@ -60,7 +61,7 @@ def photometric_normalisation(x: keras.KerasTensor) -> keras.KerasTensor:
     """RGB in [0, 1] -> one grey channel with zero mean and unit variance per image."""
     grey = layers.Conv2D(1, 1, use_bias=False, trainable=False, name="grey_level",
                          kernel_initializer=keras.initializers.Constant(
-                             np.array(GREY_WEIGHTS, np.float32).reshape(1, 1, 3, 1)))(x)
+                             np.array(LUMA_WEIGHTS, np.float32).reshape(1, 1, 3, 1)))(x)
     return layers.LayerNormalization(axis=[1, 2, 3], center=False, scale=False,
                                      epsilon=1e-4, name="per_image_standardisation")(grey)
 

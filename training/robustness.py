@@ -14,14 +14,15 @@ import io
 import numpy as np
 from PIL import Image, ImageFilter
 
-GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+from screening.preprocessing import LUMA_WEIGHTS
+
 # Per-channel gains and a gamma, roughly a warmer, darker camera than ACRIMA's.
 COLOUR_SHIFT_GAINS = np.array([1.15, 0.85, 0.7], np.float32)
 COLOUR_SHIFT_GAMMA = 1.3
 
 
 def grey_level(images: np.ndarray) -> np.ndarray:
-    grey = images @ GREY_WEIGHTS
+    grey = images @ np.array(LUMA_WEIGHTS, np.float32)
     return np.repeat(grey[..., None], 3, axis=-1).astype(np.float32)
 
 

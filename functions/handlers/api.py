@@ -114,16 +114,17 @@ def image_from_s3_key(payload: dict) -> ScreeningRequest:
         raise ApiError(400, "invalid_s3_key", f"s3_key must lie under {resources.INCOMING_PREFIX}.")
     settings = runtime().settings
     try:
-        head = runtime().s3.head_object(Bucket=settings.image_bucket, Key=key)
-        if head["ContentLength"] > settings.max_image_bytes:
-            raise ApiError(413, "too_large", f"The object is {head['ContentLength']} bytes; "
-                                             f"the limit is {settings.max_image_bytes}.")
-        data = runtime().s3.get_object(Bucket=settings.image_bucket, Key=key, IfMatch=head["ETag"])["Body"].read()
+        obj = runtime().s3.get_object(Bucket=settings.image_bucket, Key=key)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "412", "PreconditionFailed"):
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
             raise ApiError(404, "unknown_s3_key", f"No object {key} in the image bucket.")
         raise
-    etag = head["ETag"].strip('"')
+    if obj["ContentLength"] > settings.max_image_bytes:  # checked before the body is read
+        obj["Body"].close()
+        raise ApiError(413, "too_large", f"The object is {obj['ContentLength']} bytes; "
+                                         f"the limit is {settings.max_image_bytes}.")
+    data = obj["Body"].read()
+    etag = obj["ETag"].strip('"')
     return ScreeningRequest(data=data, record_id=s3_record_id(settings.image_bucket, key, etag),
                             source={"source": "api", "bucket": settings.image_bucket, "key": key, "etag": etag})
 

@@ -8,6 +8,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from screening.preprocessing import LUMA_WEIGHTS
+
 # A perceptual dark-to-bright ramp (black, purple, red, orange, pale yellow).
 _ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float32)
 
@@ -35,7 +37,7 @@ def overlay_png(model_input: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -
     heat = Image.fromarray((normalised_grid(cam) * 255).astype(np.uint8)).resize(
         (size, size), Image.Resampling.BILINEAR)
     coloured = colourise(np.asarray(heat, np.float32) / 255.0).astype(np.float32)
-    grey = (model_input @ np.array([0.299, 0.587, 0.114], np.float32))[..., None] * 255.0
+    grey = (model_input @ np.array(LUMA_WEIGHTS, np.float32))[..., None] * 255.0
     blended = (1 - alpha) * grey + alpha * coloured
     buffer = io.BytesIO()
     Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8)).save(buffer, format="PNG", optimize=False)

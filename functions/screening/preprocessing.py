@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 MODEL_INPUT_SIZE = 224
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601: RGB -> grey, wherever the project needs grey
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "TIFF", "WEBP", "BMP"})
 DEFAULT_MAX_PIXELS = 40_000_000  # a 6000x6000 fundus camera frame fits; bombs don't
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from screening.preprocessing import MODEL_INPUT_SIZE, ImageInfo
+from screening.preprocessing import LUMA_WEIGHTS, MODEL_INPUT_SIZE, ImageInfo
 
 DARK_MEAN = 0.08
 BRIGHT_MEAN = 0.85
@@ -24,7 +24,7 @@ def quality_flags(model_input: np.ndarray, info: ImageInfo) -> list[str]:
         flags.append("low_resolution")
     if max(info.width, info.height) / min(info.width, info.height) > ASPECT_LIMIT:
         flags.append("not_square_crop")
-    luminance = model_input @ np.array([0.299, 0.587, 0.114], np.float32)
+    luminance = model_input @ np.array(LUMA_WEIGHTS, np.float32)
     mean, std = float(luminance.mean()), float(luminance.std())
     if mean < DARK_MEAN:
         flags.append("too_dark")

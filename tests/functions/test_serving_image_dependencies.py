@@ -47,7 +47,7 @@ SCRIPT = textwrap.dedent("""
 def test_handler_runs_in_a_venv_with_only_the_serving_requirements(tmp_path, sample_files):
     from moto.server import ThreadedMotoServer
 
-    from localcloud.cloud import free_port
+    from localcloud.cloud import EndpointSession, free_port
 
     venv = tmp_path / "serving-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -65,12 +65,8 @@ def test_handler_runs_in_a_venv_with_only_the_serving_requirements(tmp_path, sam
         session = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x",
                                         region_name="us-east-1")
 
-        class AtEndpoint:
-            def client(self, name):
-                return session.client(name, endpoint_url=endpoint)
-
         names = ResourceNames.for_stage("venvtest")
-        provision(AtEndpoint(), names)
+        provision(EndpointSession(session, endpoint), names)
         env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
                "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
                "AWS_DEFAULT_REGION": "us-east-1", "RESULTS_TABLE": names.results_table,
