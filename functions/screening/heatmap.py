@@ -62,7 +62,7 @@ def restricted_grid(cam: np.ndarray, model_input: np.ndarray) -> np.ndarray:
 def grid_as_list(cam: np.ndarray, model_input: np.ndarray | None = None, decimals: int = 2) -> list[list[float]]:
     """The heatmap stored with a record: restricted to the fundus when the input is given, rounded."""
     grid = restricted_grid(cam, model_input) if model_input is not None else normalised_grid(cam)
-    return np.round(grid, decimals).tolist()
+    return np.round(grid.astype(np.float64), decimals).tolist()  # float64: 0.29, not 0.28999999
 
 
 def fundus_mass_share(grid: np.ndarray, model_input: np.ndarray) -> float:

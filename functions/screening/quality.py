@@ -9,9 +9,9 @@ out). Measures, all on the 224-px model input, luminance by the BT.601 weights:
 
 | measure | what it is | rejected (reason) | flagged |
 |---|---|---|---|
-| `contrast` | luminance standard deviation | < 0.012: `blank_frame` (all black, all white, uniform) | < 0.03: `low_contrast` |
+| `contrast` | luminance standard deviation | < 0.004, or < 0.012 when neither too dark nor too bright: `blank_frame` | < 0.03: `low_contrast` |
 | `bright_level` | 99th percentile of luminance | < 0.15: `too_dark` | fundus mean < 0.18: `too_dark` |
-| `saturated` | share of pixels with luminance > 0.97 | > 0.40: `too_bright` | > 0.05 or fundus mean > 0.80: `overexposed` |
+| `saturated` | share of pixels with two channels >= 0.98 (ACRIMA: at most 0.07) | > 0.40: `too_bright` | > 0.10 or fundus mean > 0.80: `overexposed` |
 | `aspect` | long side / short side | > 1.20: `not_square_crop` | > 1.10: `not_square_crop` |
 | `edge_fundus` | share of the 3-px frame ring that is lit fundus (max channel > 0.10) | < 0.50: `not_disc_crop` (a full-field photograph, a framed or letter-boxed image) | < 0.80: `fundus_edge` |
 | `detail` | std of luminance minus its Gaussian blur (sigma 2 px) inside the fundus | > 0.035: `not_fundus` (fine texture no fundus photo has at this scale) | |
@@ -38,13 +38,14 @@ import numpy as np
 from screening.preprocessing import LUMA_WEIGHTS, MODEL_INPUT_SIZE, ImageInfo, ImageRejected
 
 FUNDUS_LEVEL = 0.10  # max channel above this: lit fundus, not the camera's black surround
-BLANK_CONTRAST = 0.012
+UNIFORM_CONTRAST = 0.004  # one level throughout (black, white, grey): blank before dark or bright
+BLANK_CONTRAST = 0.012  # nearly uniform but lit: blank after the dark and bright checks
 LOW_CONTRAST = 0.03
 DARK_BRIGHT_LEVEL = 0.15
 DARK_FUNDUS_MEAN = 0.18
-SATURATED_LEVEL = 0.97
+SATURATED_LEVEL = 0.98  # two channels clipped: the retina washed out (red alone clips often)
 TOO_BRIGHT_SATURATED = 0.40
-OVEREXPOSED_SATURATED = 0.05
+OVEREXPOSED_SATURATED = 0.10
 OVEREXPOSED_FUNDUS_MEAN = 0.80
 ASPECT_REJECT = 1.20
 ASPECT_FLAG = 1.10
@@ -154,7 +155,7 @@ def measure(model_input: np.ndarray, info: ImageInfo) -> dict[str, float]:
         "contrast": float(grey.std()),
         "bright_level": float(np.percentile(grey, 99)),
         "fundus_mean": float(grey[mask].mean()) if mask.any() else 0.0,
-        "saturated": float((grey > SATURATED_LEVEL).mean()),
+        "saturated": float((np.sort(rgb, axis=2)[..., 1] >= SATURATED_LEVEL).mean()),
         "aspect": max(info.width, info.height) / max(1, min(info.width, info.height)),
         "fundus_share": float(mask.mean()),
         "edge_fundus": float(ring.mean()),
@@ -171,9 +172,10 @@ def assess(model_input: np.ndarray, info: ImageInfo) -> QualityReport:
     report = QualityReport(measures={k: round(v, 4) for k, v in m.items()})
     coloured = m["colour_spread"] >= NO_COLOUR_SPREAD
     rejections = [
-        ("blank_frame", m["contrast"] < BLANK_CONTRAST),
+        ("blank_frame", m["contrast"] < UNIFORM_CONTRAST),
         ("too_dark", m["bright_level"] < DARK_BRIGHT_LEVEL),
         ("too_bright", m["saturated"] > TOO_BRIGHT_SATURATED),
+        ("blank_frame", m["contrast"] < BLANK_CONTRAST),
         ("not_square_crop", m["aspect"] > ASPECT_REJECT),
         ("not_disc_crop", m["edge_fundus"] < EDGE_FUNDUS_REJECT),
         ("not_fundus", m["detail"] > NOT_FUNDUS_DETAIL or (coloured and m["redness"] < NOT_FUNDUS_REDNESS)),
