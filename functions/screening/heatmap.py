@@ -119,5 +119,27 @@ def overlay_png_base64(model_input: np.ndarray, cam: np.ndarray) -> str:
 
 
 def overlay_key(record_id: str) -> str:
-    """Where an S3-path prediction's overlay is kept: in the image bucket, beside no input."""
+    """Where an S3-path prediction's overlay is kept, in the image bucket."""
     return f"{RESULTS_PREFIX}{record_id}/heatmap.png"
+
+
+def store_overlay(s3, bucket: str, record_id: str, png: bytes) -> str:
+    """Keep an S3-path prediction's overlay in the image bucket under results/ (never incoming/)."""
+    key = overlay_key(record_id)
+    s3.put_object(Bucket=bucket, Key=key, Body=png, ContentType="image/png")
+    return key
+
+
+def png_for_record(s3, bucket: str, record: dict) -> bytes:
+    """The stored overlay of an S3-path prediction, else the record's heatmap alone (RGBA).
+
+    The API path keeps no image, so its heatmap comes back without one; the page lays it
+    over the photograph it still holds.
+    """
+    if record.get("key"):
+        try:
+            return s3.get_object(Bucket=bucket, Key=overlay_key(record["id"]))["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            pass
+    grid = np.asarray(record.get("heatmap") or [[0.0]], np.float32)
+    return heat_png(grid)
