@@ -5,7 +5,8 @@ On AWS the page lies in a private S3 bucket behind CloudFront; here the gateway 
 check). Public, key-less paths, read-only:
 - `/` and `/index.html`: web/index.html;
 - `/web/<file>`: anything under web/ (the page's script, styles, vendored chart library);
-- `/samples/index.json` and `/samples/<label>/<file>.jpg`: samples/acrima, the bundled demo images.
+- `/samples/index.json` and `/samples/<label>/<file>.jpg`: samples/acrima, the bundled demo images;
+- `/model-report/index.json` and `/model-report/<plot>.png`: the bundled model's evaluation plots.
 Nothing else is served: no listing, no dot files, nothing outside those two folders.
 """
 
@@ -19,7 +20,11 @@ from urllib.parse import unquote, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 WEB_DIR = ROOT / "web"
 SAMPLES_DIR = ROOT / "samples" / "acrima"
+REPORT_DIR = ROOT / "models" / "report"
+MODEL_CARD = ROOT / "models" / "model.json"
 SAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png")
+PLOT_TITLES = {"roc": "ROC curve", "precision_recall": "Precision-recall", "confusion_matrix": "Confusion matrix",
+               "history": "Training history"}
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".json": "application/json", ".svg": "image/svg+xml",
                  ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".txt": "text/plain; charset=utf-8",
@@ -36,7 +41,7 @@ StaticResponse = tuple[int, dict[str, str], bytes]
 
 def is_static_path(raw_path: str) -> bool:
     path = urlsplit(raw_path).path
-    return path in ("/", "/index.html") or path.startswith(("/web/", "/samples/"))
+    return path in ("/", "/index.html") or path.startswith(("/web/", "/samples/", "/model-report/"))
 
 
 def _inside(base: Path, relative: str) -> Path | None:
@@ -71,6 +76,14 @@ def sample_index() -> list[dict[str, str]]:
             for f in sorted(SAMPLES_DIR.glob("*/*")) if f.suffix.lower() in SAMPLE_SUFFIXES]
 
 
+def model_report_index() -> dict:
+    """The bundled model's version and its evaluation plots (models/report/*.png)."""
+    version = json.loads(MODEL_CARD.read_text()).get("version") if MODEL_CARD.is_file() else None
+    plots = [{"title": PLOT_TITLES.get(p.stem, p.stem.replace("_", " ")), "path": f"/model-report/{p.name}"}
+             for p in sorted(REPORT_DIR.glob("*.png"))]
+    return {"version": version, "plots": plots}
+
+
 def static_response(method: str, raw_path: str) -> StaticResponse | None:
     """The answer for a public page path, or None when the path belongs to the API."""
     if method not in ("GET", "HEAD") or not is_static_path(raw_path):
@@ -84,6 +97,12 @@ def static_response(method: str, raw_path: str) -> StaticResponse | None:
     if path == "/samples/index.json":
         body = json.dumps({"samples": sample_index()}).encode()
         return 200, {"Content-Type": "application/json", "Cache-Control": "no-cache", **SECURITY_HEADERS}, body
+    if path == "/model-report/index.json":
+        body = json.dumps(model_report_index()).encode()
+        return 200, {"Content-Type": "application/json", "Cache-Control": "no-cache", **SECURITY_HEADERS}, body
+    if path.startswith("/model-report/"):
+        found = _inside(REPORT_DIR, path[len("/model-report/"):])
+        return _file(found, 300) if found and found.suffix == ".png" else _not_found(path)
     found = _inside(SAMPLES_DIR, path[len("/samples/"):])
     if found is None or found.suffix.lower() not in SAMPLE_SUFFIXES:
         return _not_found(path)
