@@ -91,7 +91,7 @@ def test_s3_path_stores_its_overlay_under_results_and_rejects_a_black_frame(web_
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="results/").get("Contents", [])]
     assert f"results/{ids['good.jpg']}/heatmap.png" in keys
     assert not [o for o in s3.list_objects_v2(Bucket=bucket, Prefix="incoming/").get("Contents", [])
-                if o["Key"].endswith(".png")]
+                if "heatmap" in o["Key"] or ids["good.jpg"] in o["Key"]]  # never under incoming/
     png = api_session.get(f"{web_cloud.api_url}/predictions/{ids['good.jpg']}/heatmap.png", timeout=10)
     overlay = Image.open(io.BytesIO(png.content))
     assert overlay.mode == "RGB" and overlay.size == (224, 224)  # the photograph with its heatmap
