@@ -29,10 +29,11 @@ CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; c
                  ".css": "text/css; charset=utf-8", ".json": "application/json", ".svg": "image/svg+xml",
                  ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".txt": "text/plain; charset=utf-8",
                  ".md": "text/plain; charset=utf-8", ".ico": "image/x-icon"}
-# The page talks to its own origin only; images it draws come from files the user picked (blob:).
+# Scripts and styles from this origin only; images it draws come from files the user picked (blob:).
+# It calls the API (this origin) and sends training uploads to presigned S3 URLs (moto locally).
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-                           "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
-                           "form-action 'none'")
+                           "connect-src 'self' http://127.0.0.1:* http://localhost:* https://*.amazonaws.com; "
+                           "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'")
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
                     "Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Frame-Options": "DENY"}
 

@@ -143,3 +143,37 @@ def png_for_record(s3, bucket: str, record: dict) -> bytes:
             pass
     grid = np.asarray(record.get("heatmap") or [[0.0]], np.float32)
     return heat_png(grid)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print, per image, the share of the heatmap's mass on the fundus: raw min-max map vs restricted."""
+    import argparse
+    from pathlib import Path
+
+    from screening.config import BUNDLED_MODEL_DIR
+    from screening.inference import GlaucomaModel
+    from screening.preprocessing import preprocess_bytes
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("paths", nargs="+", type=Path, help="image files or folders (searched recursively)")
+    parser.add_argument("--model", type=Path, default=BUNDLED_MODEL_DIR)
+    args = parser.parse_args(argv)
+    model = GlaucomaModel(args.model)
+    files = sorted(f for p in args.paths for f in ([p] if p.is_file() else p.rglob("*"))
+                   if f.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    shares = []
+    for path in files:
+        tensor, _ = preprocess_bytes(path.read_bytes())
+        cam = model.predict(tensor[None])[0].cam
+        raw = fundus_mass_share(normalised_grid(cam), tensor)
+        restricted = fundus_mass_share(restricted_grid(cam, tensor), tensor)
+        shares.append((raw, restricted))
+        print(f"{path}: on fundus raw {raw:.3f} restricted {restricted:.3f}")
+    if shares:
+        print(f"{len(shares)} images: minimum share on fundus raw {min(s[0] for s in shares):.3f}, "
+              f"restricted {min(s[1] for s in shares):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

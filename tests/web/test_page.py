@@ -162,6 +162,9 @@ def test_phone_width_and_keyboard(page, output_dir):
     page.keyboard.press("ArrowRight")
     assert page.locator("#panel-history").is_visible()
     page.keyboard.press("ArrowLeft")
+    page.focus("#file-input")  # the picker is reachable by keyboard; its label shows the focus
+    outline = page.locator("label[for=file-input]").evaluate("el => getComputedStyle(el).outlineStyle")
+    assert outline == "solid"
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 1  # nothing wider than the phone
     card = page.locator(".result[data-status=ok]").first
