@@ -22,7 +22,7 @@ from pathlib import Path
 from screening import telemetry
 
 ROUTE = "/local/metrics"
-DEFAULT_FILE = Path(tempfile.gettempdir()) / f"localcloud-emf-{os.getpid()}.jsonl"  # one local cloud per process
+DEFAULT_FILE = Path(tempfile.gettempdir()) / f"localcloud-emf-{os.getpid()}.jsonl"  # one per process
 _lock = threading.Lock()
 _sink: Path | None = None
 

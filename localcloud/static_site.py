@@ -23,8 +23,8 @@ SAMPLES_DIR = ROOT / "samples" / "acrima"
 REPORT_DIR = ROOT / "models" / "report"
 MODEL_CARD = ROOT / "models" / "model.json"
 SAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png")
-PLOT_TITLES = {"roc": "ROC curve", "precision_recall": "Precision-recall", "confusion_matrix": "Confusion matrix",
-               "history": "Training history"}
+PLOT_TITLES = {"roc": "ROC curve", "precision_recall": "Precision-recall",
+               "confusion_matrix": "Confusion matrix", "history": "Training history"}
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".json": "application/json", ".svg": "image/svg+xml",
                  ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".txt": "text/plain; charset=utf-8",
@@ -66,6 +66,10 @@ def _file(path: Path, cache_seconds: int) -> StaticResponse:
     return 200, headers, path.read_bytes()
 
 
+def _json(body: bytes) -> StaticResponse:
+    return 200, {"Content-Type": "application/json", "Cache-Control": "no-cache", **SECURITY_HEADERS}, body
+
+
 def _not_found(path: str) -> StaticResponse:
     body = json.dumps({"error": "not_found", "message": f"No file {path}."}).encode()
     return 404, {"Content-Type": "application/json", **SECURITY_HEADERS}, body
@@ -97,10 +101,10 @@ def static_response(method: str, raw_path: str) -> StaticResponse | None:
         return _file(found, 60) if found else _not_found(path)
     if path == "/samples/index.json":
         body = json.dumps({"samples": sample_index()}).encode()
-        return 200, {"Content-Type": "application/json", "Cache-Control": "no-cache", **SECURITY_HEADERS}, body
+        return _json(body)
     if path == "/model-report/index.json":
         body = json.dumps(model_report_index()).encode()
-        return 200, {"Content-Type": "application/json", "Cache-Control": "no-cache", **SECURITY_HEADERS}, body
+        return _json(body)
     if path.startswith("/model-report/"):
         found = _inside(REPORT_DIR, path[len("/model-report/"):])
         return _file(found, 300) if found and found.suffix == ".png" else _not_found(path)

@@ -59,7 +59,8 @@ def restricted_grid(cam: np.ndarray, model_input: np.ndarray) -> np.ndarray:
     return heat / peak if peak > 1e-9 else np.zeros_like(heat)
 
 
-def grid_as_list(cam: np.ndarray, model_input: np.ndarray | None = None, decimals: int = 2) -> list[list[float]]:
+def grid_as_list(cam: np.ndarray, model_input: np.ndarray | None = None,
+                 decimals: int = 2) -> list[list[float]]:
     """The heatmap stored with a record: restricted to the fundus when the input is given, rounded."""
     grid = restricted_grid(cam, model_input) if model_input is not None else normalised_grid(cam)
     return np.round(grid.astype(np.float64), decimals).tolist()  # float64: 0.29, not 0.28999999
@@ -80,7 +81,7 @@ def colourise(grid: np.ndarray) -> np.ndarray:
 
 
 def upsampled(grid: np.ndarray, size: int) -> np.ndarray:
-    image = Image.fromarray(np.asarray(grid, np.float32), mode="F").resize((size, size), Image.Resampling.BILINEAR)
+    image = Image.fromarray(np.asarray(grid, np.float32)).resize((size, size), Image.Resampling.BILINEAR)
     return np.clip(np.asarray(image, np.float32), 0.0, 1.0)
 
 

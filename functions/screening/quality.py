@@ -143,7 +143,8 @@ def erode(mask: np.ndarray, steps: int, outside: bool = False) -> np.ndarray:
 
 def fundus_mask(rgb: np.ndarray) -> np.ndarray:
     """Lit fundus pixels: any channel above FUNDUS_LEVEL (the surround and padding are black)."""
-    return np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2]) > FUNDUS_LEVEL  # (faster than max(axis=2))
+    brightest = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])  # faster than max(axis=2)
+    return brightest > FUNDUS_LEVEL
 
 
 def measure(model_input: np.ndarray, info: ImageInfo) -> dict[str, float]:
@@ -156,11 +157,12 @@ def measure(model_input: np.ndarray, info: ImageInfo) -> dict[str, float]:
     detail = float((grey - gaussian_blur(grey, DETAIL_SIGMA))[inner].std()) if inner.sum() > 50 else 0.0
     red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     redness = ((red - green) / (red + green + blue + 1e-6))[mask]
+    clipped_channels = sum((rgb[..., c] >= SATURATED_LEVEL).astype(np.uint8) for c in range(3))
     return {
         "contrast": float(grey.std()),
         "bright_level": float(np.percentile(grey, 99)),
         "fundus_mean": float(grey[mask].mean()) if mask.any() else 0.0,
-        "saturated": float((sum((rgb[..., c] >= SATURATED_LEVEL).astype(np.uint8) for c in range(3)) >= 2).mean()),
+        "saturated": float((clipped_channels >= 2).mean()),
         "aspect": max(info.width, info.height) / max(1, min(info.width, info.height)),
         "fundus_share": float(mask.mean()),
         "edge_fundus": float(ring.mean()),

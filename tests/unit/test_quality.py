@@ -104,7 +104,8 @@ def frames_of(sample: Image.Image) -> dict[str, Image.Image]:
     small.paste(sample, (1800, 1300))
     square = Image.new("RGB", (3000, 3000))
     square.paste(sample.resize((1500, 1500)), (750, 750))
-    return {"stretched": stretched, "pillar_box": pillar, "small_in_frame": small, "square_black_frame": square}
+    return {"stretched": stretched, "pillar_box": pillar, "small_in_frame": small,
+            "square_black_frame": square}
 
 
 def test_a_normal_sample_in_a_big_frame_never_gets_a_label(normal_sample):
