@@ -146,6 +146,9 @@ def test_monitoring_shows_the_emitted_metrics_and_queues(page, output_dir):
     tiles.first.wait_for()
     text = page.locator("#monitor-status").inner_text()
     assert "queue depth" in text and "dead-letter depth" in text and "screening p95 (ms)" in text
+    p95 = page.locator("#monitor-status .tile", has_text="screening p95").locator(".value").inner_text()
+    assert float(p95) > 0  # from the ScreeningLatency values the functions emitted
+    assert page.locator("#monitor-status .tile", has_text="dead-letter depth").locator(".value").inner_text() == "0"
     page.locator("#monitor-chart canvas").wait_for()  # uPlot drew the per-minute series
     assert "EMF metric lines" in page.locator("#monitor-source").inner_text()
     page.locator("#monitor-rejections table").wait_for()
