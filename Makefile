@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 export PYTHONPATH := functions:.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test install-local install-dev model backbone evaluate bench load synth deploy destroy clean
+.PHONY: run test install-local install-dev browser model backbone evaluate bench load synth deploy destroy clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,13 @@ install-dev: $(VENV)/.dev-installed
 run: install-local  ## the local cloud with a short demo; Ctrl-C stops it
 	$(PY) -m localcloud --demo
 
-test: install-dev  ## the whole suite; .ci/run calls exactly this
+# Debian's Chromium for the page's browser tests (tests/web, Playwright drives it); never a browser download.
+browser:
+	@command -v chromium >/dev/null || test -x /usr/bin/chromium || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: install-dev browser  ## the whole suite; .ci/run calls exactly this
 	$(PY) -m pytest
 
 # Where the ACRIMA data set (folders + splits.csv) lies; only `make model` reads it.

@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
+from localcloud import metrics_view, static_site
 from localcloud.lambda_context import LambdaContext
 
 log = logging.getLogger("localcloud.api")
@@ -55,6 +56,7 @@ def proxy_event(method: str, raw_path: str, headers: dict[str, str], body: bytes
 def make_server(host: str, port: int, handler: Callable[[dict, object], dict], api_key: str,
                 stage: str = "local") -> ThreadingHTTPServer:
     lock = threading.Lock()  # one Lambda container: one request at a time, like reserved concurrency 1
+    metrics_view.install()  # the functions' EMF lines, for the page's monitoring tab
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -84,8 +86,13 @@ def make_server(host: str, port: int, handler: Callable[[dict, object], dict], a
                 return self._gateway_error(413, "Request Too Long")
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
+            static = static_site.static_response(self.command, self.path)  # the page: public, no key
+            if static is not None:
+                return self._send(*static)
             if self.command not in API_KEY_EXEMPT and headers.get("x-api-key") != api_key:
                 return self._gateway_error(403, "Forbidden")
+            if self.command == "GET" and urlsplit(self.path).path == metrics_view.ROUTE:
+                return self._send(*metrics_view.response(urlsplit(self.path).query))
             event = proxy_event(self.command, self.path, headers, body, stage)
             try:
                 with lock:

@@ -171,6 +171,16 @@ def get_prediction(prediction_id: str) -> Response[dict]:
     return Response(200, content_types.APPLICATION_JSON, json.dumps(public(record)))
 
 
+@app.get("/predictions/<prediction_id>/heatmap.png", summary="One result's heatmap as a PNG image")
+def get_heatmap_png(prediction_id: str) -> Response[bytes]:
+    rt = runtime()
+    record = rt.service.store.get(prediction_id) if prediction_id != resources.COUNTERS_ID else None
+    if record is None or record.get("status") != "ok":
+        raise ApiError(404, "unknown_id", f"No screened prediction with id {prediction_id}.")
+    png = heatmap.png_for_record(rt.s3, rt.settings.image_bucket, record)
+    return Response(200, "image/png", png, headers={"Cache-Control": "private, max-age=3600"})
+
+
 @app.get("/predictions", summary="Stored results, newest first (?limit=1..100&label=&cursor=)")
 def list_predictions() -> Response[dict]:
     event = app.current_event

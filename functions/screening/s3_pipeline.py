@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from screening import heatmap
 from screening.records import s3_record_id
 from screening.s3_events import MalformedEvent, S3ObjectRef, objects_in_message
 from screening.service import ScreeningRequest, ScreeningService
@@ -90,8 +91,18 @@ class S3BatchScreener:
                     summary.rejected += 1
                 else:
                     summary.screened += 1
+                    self._store_overlay(result)
         summary.failed_messages = len(failures)
         return failures, summary, written_records
+
+    def _store_overlay(self, result) -> None:
+        """The heatmap overlay beside the record (results/<id>/heatmap.png); best effort."""
+        try:
+            heatmap.store_overlay(self.s3, result.record["bucket"], result.record["id"],
+                                  heatmap.overlay_png(result.model_input, result.cam))
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("heatmap overlay not stored", extra={"record_id": result.record["id"],
+                                                                "reason": str(exc)})
 
     def _fetch(self, ref: S3ObjectRef) -> ScreeningRequest | dict | None:
         """The object's bytes as a request; None if already recorded; a dict if rejected here."""

@@ -12,11 +12,10 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from screening import heatmap
+from screening import heatmap, quality
 from screening.config import Settings
 from screening.inference import GlaucomaModel
 from screening.preprocessing import ImageInfo, ImageRejected, preprocess_bytes
-from screening.quality import quality_flags
 from screening.records import ResultStore
 
 
@@ -55,17 +54,18 @@ class ScreeningService:
     def screen(self, requests: list[ScreeningRequest]) -> list[ScreeningResult]:
         """Screen a batch: bad images become `rejected` results, the rest share one model call."""
         results: list[ScreeningResult | None] = [None] * len(requests)
-        accepted: list[tuple[int, np.ndarray, ImageInfo]] = []
+        accepted: list[tuple[int, np.ndarray, ImageInfo, list[str]]] = []
         for i, request in enumerate(requests):
             try:
                 tensor, info = preprocess_bytes(request.data, max_pixels=self.settings.max_image_pixels,
                                                 max_bytes=self.settings.max_image_bytes)
-                accepted.append((i, tensor, info))
+                flags = quality.gate(tensor, info)  # raises ImageRejected for an unusable image
+                accepted.append((i, tensor, info, flags))
             except ImageRejected as exc:
                 results[i] = ScreeningResult(self._rejected_record(request, exc.reason, exc.message))
         if accepted:
-            predictions = self.model.predict(np.stack([tensor for _, tensor, _ in accepted]))
-            for (i, tensor, info), prediction in zip(accepted, predictions):
+            predictions = self.model.predict(np.stack([tensor for _, tensor, _, _ in accepted]))
+            for (i, tensor, info, flags), prediction in zip(accepted, predictions):
                 record = self._base_record(requests[i])
                 record.update(
                     status="ok",
@@ -73,10 +73,10 @@ class ScreeningService:
                     probability=round(prediction.probability, 6),
                     confidence=round(prediction.confidence, 6),
                     threshold=self.model.threshold,
-                    quality_flags=quality_flags(tensor, info),
+                    quality_flags=flags,
                     image={"format": info.format, "mode": info.mode, "width": info.width,
                            "height": info.height, "bytes": len(requests[i].data)},
-                    heatmap=heatmap.grid_as_list(prediction.cam),
+                    heatmap=heatmap.grid_as_list(prediction.cam, tensor),
                     latency_ms=round((time.perf_counter() - requests[i].started) * 1000, 1),
                 )
                 results[i] = ScreeningResult(record, model_input=tensor, cam=prediction.cam)
