@@ -18,7 +18,8 @@ import cdk_nag  # noqa: E402
 
 import infra  # noqa: E402,F401  (puts functions/ on the path)
 from infra.nag import suppress_reviewed_findings  # noqa: E402
-from infra.stack import DeploymentSettings, GlaucomaScreeningStack  # noqa: E402
+from infra.settings import DeploymentSettings  # noqa: E402
+from infra.stack import GlaucomaScreeningStack  # noqa: E402
 
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
