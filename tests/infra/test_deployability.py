@@ -247,3 +247,14 @@ def test_settings_parse_lists_and_refuse_what_aws_would():
                 {"consumer_max_concurrency": 1}, {"architecture": "sparc"}, {"web_domain_name": "x.org"}):
         with pytest.raises(ValueError):
             DeploymentSettings.from_context(Node(bad))
+
+
+def test_image_assets_are_built_for_the_platforms_that_run_them(synthesized, custom_synthesized):
+    """Functions follow `architecture`; training is linux/amd64 always (no aarch64 tensorflow-cpu wheel,
+    tests/packaging/test_wheels.py)."""
+    for (_, _, template_path), functions_platform in ((synthesized, "linux/amd64"),
+                                                      (custom_synthesized, "linux/arm64")):
+        manifest = template_path.with_name(template_path.name.replace(".template.json", ".assets.json"))
+        images = json.loads(manifest.read_text())["dockerImages"].values()
+        platforms = {image["source"]["dockerFile"]: image["source"].get("platform") for image in images}
+        assert platforms == {"functions/Dockerfile": functions_platform, "training/Dockerfile": "linux/amd64"}
