@@ -26,8 +26,8 @@ CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
 
 def build_app(context: dict | None = None, outdir: str | None = None) -> tuple[cdk.App, GlaucomaScreeningStack]:
-    """cdk.json's context (feature flags, defaults) overridden by `context`: plain `python` and the
-    CLI synthesize the same template."""
+    """cdk.json's context (feature flags; settings default in infra/settings.py) overridden by
+    `context`: plain `python` and the CLI synthesize the same template."""
     defaults = json.loads(CDK_JSON.read_text()).get("context", {})
     app = cdk.App(context={**defaults, **(context or {})}, outdir=outdir)
     settings = DeploymentSettings.from_context(app.node)

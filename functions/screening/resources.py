@@ -2,7 +2,8 @@
 
 The CDK stack (infra/) and the local cloud (localcloud/) both read this module,
 so the local S3 bucket, queues and table are configured exactly like the
-deployed ones.
+deployed ones (prefixes, indexes, queue and batch settings, limits). Only the
+local cloud uses fixed names (`ResourceNames`).
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class ResourceNames:
 
     @classmethod
     def for_stage(cls, stage: str, unique_suffix: str = "") -> "ResourceNames":
-        """`unique_suffix` makes bucket names global-unique in AWS (account and region)."""
+        """The local cloud's names. The deployed stack sets no names: CloudFormation generates them
+        (unique per stack), so deploy -> destroy -> deploy never meets the retained ones."""
         suffix = f"-{unique_suffix}" if unique_suffix else ""
         prefix = f"glaucoma-{stage}"
         return cls(
