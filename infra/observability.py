@@ -39,10 +39,11 @@ class Observability(Construct):
         super().__init__(scope, construct_id)
         self.settings, self.functions, self.queueing, self.api = settings, functions, queueing, api
         stack = cdk.Stack.of(self)
-        # Alarm names are generated as "<stack name>-<id>-<hash>": the grants below cover those only.
+        # Alarms are named "<stack name>-<alarm>": the grants below cover those only.
+        self.alarm_name_prefix = f"{stack.stack_name}-"
         alarms_of_this_stack = {
             "ArnLike": {"aws:SourceArn": stack.format_arn(service="cloudwatch", resource="alarm",
-                                                          resource_name=f"{stack.stack_name}-*",
+                                                          resource_name=f"{self.alarm_name_prefix}*",
                                                           arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)},
             "StringEquals": {"aws:SourceAccount": stack.account}}
         self.topic_key = kms.Key(self, "AlarmTopicKey", enable_key_rotation=True,
@@ -112,7 +113,10 @@ class Observability(Construct):
         created: list[cw.Alarm] = []
 
         def alarm(name: str, metric, threshold: float, description: str, periods: int = 1) -> None:
+            # "<stack>-<name>": unique per account and region, gone with the stack, and matched by the
+            # topic's and key's aws:SourceArn condition.
             made = cw.Alarm(self, name, metric=metric, threshold=threshold, evaluation_periods=periods,
+                            alarm_name=f"{self.alarm_name_prefix}{name}",
                             comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
                             treat_missing_data=cw.TreatMissingData.NOT_BREACHING, alarm_description=description)
             made.add_alarm_action(action)

@@ -99,3 +99,10 @@ def base64_length(raw_bytes: int) -> int:
 
 
 assert base64_length(MAX_API_BODY_BYTES) + PROXY_EVENT_OVERHEAD_BYTES <= LAMBDA_SYNC_PAYLOAD_BYTES
+
+
+if __name__ == "__main__":  # the README's numbers: PYTHONPATH=functions python -m screening.resources
+    print(f"raw body ceiling {MAX_API_BODY_BYTES:,} bytes, {base64_length(MAX_API_BODY_BYTES):,} base64-encoded, "
+          f"{PROXY_EVENT_OVERHEAD_BYTES // 1024} KiB for the rest of the event, Lambda's synchronous cap "
+          f"{LAMBDA_SYNC_PAYLOAD_BYTES:,} bytes; batch {MAX_BATCH_IMAGES} images, {MAX_BATCH_BYTES:,} bytes; "
+          f"DLQ after {SQS_MAX_RECEIVE_COUNT} receives; consumer max concurrency {CONSUMER_MAX_CONCURRENCY}")

@@ -17,7 +17,7 @@ from tests.infra.conftest import by_id, only
 ROOT = Path(__file__).resolve().parents[2]
 NAMED_PROPERTIES = {"AWS::S3::Bucket": "BucketName", "AWS::DynamoDB::Table": "TableName",
                     "AWS::SQS::Queue": "QueueName", "AWS::CloudWatch::Dashboard": "DashboardName",
-                    "AWS::CloudWatch::Alarm": "AlarmName", "AWS::Logs::LogGroup": "LogGroupName",
+                    "AWS::Logs::LogGroup": "LogGroupName",
                     "AWS::Lambda::Function": "FunctionName", "AWS::IAM::Role": "RoleName",
                     "AWS::SNS::Topic": "TopicName", "AWS::KMS::Key": "KeyName"}
 
@@ -50,13 +50,13 @@ def test_topic_policy_lets_this_stacks_alarms_publish_over_tls_only(template):
     assert len(allow) == 1 and allow[0]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
     assert allow[0]["Action"] == "sns:Publish"
     source_arn = json.dumps(allow[0]["Condition"]["ArnLike"]["aws:SourceArn"])
-    assert ":alarm:GlaucomaScreening-dev-*" in source_arn  # CloudFormation names alarms "<stack>-<id>-<hash>"
+    assert ":alarm:GlaucomaScreening-dev-*" in source_arn  # the alarms are named "<stack>-<alarm>"
     assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
                for s in statements(policy))
     topic_id = next(iter(template.find_resources("AWS::SNS::Topic")))
     for alarm in template.find_resources("AWS::CloudWatch::Alarm").values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
-        assert "AlarmName" not in alarm["Properties"]  # generated, so the SourceArn pattern matches
+        assert alarm["Properties"]["AlarmName"].startswith("GlaucomaScreening-dev-")  # the SourceArn pattern
 
 
 # -- fits the default quotas -------------------------------------------------------------------
