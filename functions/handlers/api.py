@@ -22,6 +22,7 @@ from screening.records import InvalidCursor, s3_record_id
 from screening.service import ScreeningRequest, ScreeningResult
 from screening.telemetry import record_outcomes
 
+# CORS: the web page's origin when deployed (CORS_ALLOW_ORIGIN, set by the stack).
 app = APIGatewayRestResolver(cors=CORSConfig(allow_origin=Settings.from_env().cors_allow_origin, max_age=300,
                                              allow_headers=["x-api-key", "content-type"]))
 PUBLIC_FIELDS = ("id", "status", "label", "probability", "confidence", "threshold", "model_version",
@@ -104,8 +105,8 @@ def image_from_request() -> ScreeningRequest:
     """The image of POST /predict, whichever of the three accepted shapes it came in."""
     ctype = content_type().lower()
     if ctype.startswith("image/"):
-        return ScreeningRequest(data=body_bytes(), source={"source": "api", "content_type": ctype.split(";")[0],
-                                                           **clinic_field()})
+        source = {"source": "api", "content_type": ctype.split(";")[0], **clinic_field()}
+        return ScreeningRequest(data=body_bytes(), source=source)
     if ctype.startswith("multipart/form-data"):
         parts = [p for p in parse_multipart(body_bytes(), content_type()) if p.field == "file"]
         if not parts:
@@ -173,7 +174,8 @@ def predict_batch() -> Response[dict]:
     if len(files) > settings.max_batch_images:
         raise ApiError(413, "too_many_images",
                        f"The batch has {len(files)} images; the limit is {settings.max_batch_images}.")
-    requests = [ScreeningRequest(data=f.data, source={"source": "api-batch", "field": f.field, **clinic_field()})
+    clinic = clinic_field()
+    requests = [ScreeningRequest(data=f.data, source={"source": "api-batch", "field": f.field, **clinic})
                 for f in files]
     results = runtime().service.screen_and_store(requests)
     record_outcomes(metrics, [r.record for r in results])
@@ -183,7 +185,8 @@ def predict_batch() -> Response[dict]:
 
 @app.get("/predictions/<prediction_id>", summary="One stored result")
 def get_prediction(prediction_id: str) -> Response[dict]:
-    record = runtime().service.store.get(prediction_id) if not prediction_id.startswith(resources.COUNTERS_ID) else None
+    counters = prediction_id.startswith(resources.COUNTERS_ID)
+    record = None if counters else runtime().service.store.get(prediction_id)
     if record is None or not tenancy.can_see(caller(), record):  # another clinic's record is a 404
         raise ApiError(404, "unknown_id", f"No prediction with id {prediction_id}.")
     return Response(200, content_types.APPLICATION_JSON, json.dumps(public(record)))
