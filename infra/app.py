@@ -18,15 +18,16 @@ import cdk_nag  # noqa: E402
 
 import infra  # noqa: E402,F401  (puts functions/ on the path)
 from infra.nag import suppress_reviewed_findings  # noqa: E402
-from infra.stack import DeploymentSettings, GlaucomaScreeningStack  # noqa: E402
+from infra.settings import DeploymentSettings  # noqa: E402
+from infra.stack import GlaucomaScreeningStack  # noqa: E402
 
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
 
 def build_app(context: dict | None = None, outdir: str | None = None) -> tuple[cdk.App, GlaucomaScreeningStack]:
-    """cdk.json's context (feature flags, defaults) overridden by `context`: plain `python` and the
-    CLI synthesize the same template."""
+    """cdk.json's context (feature flags; settings default in infra/settings.py) overridden by
+    `context`: plain `python` and the CLI synthesize the same template."""
     defaults = json.loads(CDK_JSON.read_text()).get("context", {})
     app = cdk.App(context={**defaults, **(context or {})}, outdir=outdir)
     settings = DeploymentSettings.from_context(app.node)

@@ -1,17 +1,24 @@
-"""cdk-nag AwsSolutions findings we reviewed and accept, each with its reason."""
+"""cdk-nag AwsSolutions findings we reviewed and accept, each with its reason.
+
+Wildcard permissions (AwsSolutions-IAM5) are never suppressed stack-wide: each
+is suppressed on the one role policy that holds it, for that exact wildcard
+(`applies_to`), with its own reason. A new wildcard anywhere fails cdk-nag and
+tests/infra/test_iam.py.
+"""
 
 from __future__ import annotations
 
+import aws_cdk as cdk
 from cdk_nag import NagPackSuppression, NagSuppressions
+from constructs import IConstruct
+
+from screening import resources
+from screening.retraining import JOB_NAME_PREFIX
 
 STACK_WIDE = [
     NagPackSuppression(id="AwsSolutions-IAM4", reason=(
         "AWSLambdaBasicExecutionRole (CloudWatch Logs only) and API Gateway's "
         "AmazonAPIGatewayPushToCloudWatchLogs are AWS's scoped managed policies for writing logs.")),
-    NagPackSuppression(id="AwsSolutions-IAM5", reason=(
-        "Wildcards are object-key prefixes (incoming/*, models/current/*, training-data/*), the "
-        "training-job name prefix glaucoma-*, X-Ray and ecr:GetAuthorizationToken/cloudwatch:PutMetricData, "
-        "which have no resource-level permissions (PutMetricData is limited to SageMaker's namespace).")),
     NagPackSuppression(id="AwsSolutions-APIG4", reason=(
         "Callers authenticate with an API key tied to a usage plan (per-clinic throttling and quota); "
         "clinics are machine clients without user identities. Use IAM or Cognito when per-user identity "
@@ -22,10 +29,75 @@ STACK_WIDE = [
         "Attach an AWS WAF web ACL for production traffic.")),
 ]
 
+XRAY = ("Resource::*", "xray:PutTraceSegments and xray:PutTelemetryRecords (active tracing) have no "
+                       "resource-level permissions; AWS documents '*' as their only resource.")
+PREFIX_REASONS = {
+    resources.INCOMING_PREFIX: "Images arrive under incoming/ with generated keys (uuid or the clinic's "
+                               "file name), so the grant is the prefix, never the whole bucket.",
+    resources.CURRENT_MODEL_PREFIX: "The served model's files (model and card) under models/current/.",
+    resources.CANDIDATE_MODEL_PREFIX: "Each training job's candidate model goes to models/candidates/<job>/; "
+                                      "the job name is only known at run time.",
+    resources.TRAINING_DATA_PREFIX: "Training channels under training-data/{train,validation,test}/ hold "
+                                    "many images whose names are not known at deploy time.",
+    resources.TRAINING_OUTPUT_PREFIX: "SageMaker writes training-output/<job>/output/model.tar.gz; the job "
+                                      "name is only known at run time.",
+}
+
+
+def logical_id(construct: IConstruct) -> str:
+    stack = cdk.Stack.of(construct)
+    return stack.resolve(stack.get_logical_id(construct.node.default_child))
+
+
+def objects_under(bucket: IConstruct, prefix: str) -> tuple[str, str]:
+    return f"Resource::<{logical_id(bucket)}.Arn>/{prefix}*", PREFIX_REASONS[prefix]
+
+
+def allow_wildcards(construct: IConstruct, *wildcards: tuple[str, str]) -> None:
+    """One IAM5 suppression per (exact finding, reason) on `construct` and its default policy."""
+    NagSuppressions.add_resource_suppressions(construct, [
+        NagPackSuppression(id="AwsSolutions-IAM5", reason=reason, applies_to=[finding])
+        for finding, reason in wildcards], apply_to_children=True)
+
 
 def suppress_reviewed_findings(stack) -> None:
     NagSuppressions.add_stack_suppressions(stack, STACK_WIDE, apply_to_nested_stacks=True)
-    NagSuppressions.add_resource_suppressions(stack.node.find_child("AccessLogs"), [NagPackSuppression(
+    storage, functions, retraining = stack.storage, stack.functions, stack.retraining
+    images, models = storage.image_bucket, storage.model_bucket
+
+    for fn in (functions.consumer, functions.api_function):
+        allow_wildcards(fn.role, XRAY, objects_under(images, resources.INCOMING_PREFIX),
+                        objects_under(models, resources.CURRENT_MODEL_PREFIX))
+    allow_wildcards(retraining.retrain_function.role, XRAY, (
+        f"Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:training-job/{JOB_NAME_PREFIX}*",
+        "Training job names are generated per run (prefix + timestamp); the prefix scopes "
+        "CreateTrainingJob/AddTags to this service's jobs."))
+    allow_wildcards(retraining.promote_function.role, XRAY,
+                    *(objects_under(models, p) for p in (resources.TRAINING_OUTPUT_PREFIX,
+                                                         resources.CANDIDATE_MODEL_PREFIX,
+                                                         resources.CURRENT_MODEL_PREFIX)))
+    allow_wildcards(
+        retraining.training_role,
+        objects_under(models, resources.TRAINING_DATA_PREFIX),
+        objects_under(models, resources.TRAINING_OUTPUT_PREFIX),
+        ("Resource::*", "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level "
+                        "permissions; PutMetricData is limited to SageMaker's namespaces by a condition."),
+        ("Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/TrainingJobs*",
+         "SageMaker writes each job's logs to streams of /aws/sagemaker/TrainingJobs named per job."))
+
+    NagSuppressions.add_resource_suppressions(storage.access_logs, [NagPackSuppression(
         id="AwsSolutions-S1", reason="This is the server-access-log bucket; logging it into itself would loop.")])
-    NagSuppressions.add_resource_suppressions(stack.dead_letter_queue, [NagPackSuppression(
+    NagSuppressions.add_resource_suppressions(stack.queueing.dead_letter_queue, [NagPackSuppression(
         id="AwsSolutions-SQS3", reason="This queue is the dead-letter queue.")])
+    web_findings = [
+        NagPackSuppression(id="AwsSolutions-CFR1", reason=(
+            "Clinics may be anywhere; the page is static and every API call needs a clinic's API key.")),
+        NagPackSuppression(id="AwsSolutions-CFR2", reason=(
+            "The page is static files; WAF (~$5/month plus requests) belongs in front of the API first "
+            "(see AwsSolutions-APIG3).")),
+    ]
+    if not stack.settings.web_domain_name:
+        web_findings.append(NagPackSuppression(id="AwsSolutions-CFR4", reason=(
+            "Without a custom domain CloudFront serves its own *.cloudfront.net certificate, whose security "
+            "policy cannot be raised; set web_domain_name and web_certificate_arn for TLSv1.2_2021.")))
+    NagSuppressions.add_resource_suppressions(stack.web.distribution, web_findings)

@@ -13,7 +13,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
 from handlers.runtime import logger, metrics, runtime, warm_in_lambda
-from screening import heatmap, resources, telemetry
+from screening import heatmap, resources, telemetry, tenancy
+from screening.config import Settings
 from screening.http_inputs import (REJECTION_STATUS, ApiError, UploadedFile, header, parse_json_object,
                                    parse_multipart, raw_body)
 from screening.preprocessing import ImageRejected
@@ -21,7 +22,8 @@ from screening.records import InvalidCursor, s3_record_id
 from screening.service import ScreeningRequest, ScreeningResult
 from screening.telemetry import record_outcomes
 
-app = APIGatewayRestResolver(cors=CORSConfig(allow_origin="*", max_age=300,
+# CORS: the web page's origin when deployed (CORS_ALLOW_ORIGIN, set by the stack).
+app = APIGatewayRestResolver(cors=CORSConfig(allow_origin=Settings.from_env().cors_allow_origin, max_age=300,
                                              allow_headers=["x-api-key", "content-type"]))
 PUBLIC_FIELDS = ("id", "status", "label", "probability", "confidence", "threshold", "model_version",
                  "latency_ms", "quality_flags", "created_at", "source", "key", "reason", "message",
@@ -50,6 +52,19 @@ def handle_rejected_image(exc: ImageRejected) -> Response[dict]:
 @app.not_found
 def handle_not_found(exc: NotFoundError) -> Response[dict]:
     return error_response(404, "not_found", f"No route {app.current_event.http_method} {app.current_event.path}.")
+
+
+def caller() -> tenancy.Caller:
+    """The clinic of this request's API key (tenancy: records, uploads and counts are per clinic)."""
+    try:
+        return tenancy.caller_from_event(app.current_event.raw_event, runtime().settings.api_key_clinics)
+    except tenancy.UnknownApiKey as exc:
+        raise ApiError(403, "unknown_api_key", str(exc))
+
+
+def clinic_field() -> dict:
+    clinic = caller().clinic
+    return {"clinic": clinic} if clinic else {}
 
 
 def public(record: dict) -> dict:
@@ -90,12 +105,13 @@ def image_from_request() -> ScreeningRequest:
     """The image of POST /predict, whichever of the three accepted shapes it came in."""
     ctype = content_type().lower()
     if ctype.startswith("image/"):
-        return ScreeningRequest(data=body_bytes(), source={"source": "api", "content_type": ctype.split(";")[0]})
+        source = {"source": "api", "content_type": ctype.split(";")[0], **clinic_field()}
+        return ScreeningRequest(data=body_bytes(), source=source)
     if ctype.startswith("multipart/form-data"):
         parts = [p for p in parse_multipart(body_bytes(), content_type()) if p.field == "file"]
         if not parts:
             raise ApiError(400, "missing_file", "The multipart body has no 'file' field.")
-        return ScreeningRequest(data=parts[0].data, source={"source": "api"})
+        return ScreeningRequest(data=parts[0].data, source={"source": "api", **clinic_field()})
     if ctype.startswith("application/json"):
         return image_from_s3_key(parse_json_object(body_bytes()))
     if not ctype:
@@ -113,6 +129,8 @@ def image_from_s3_key(payload: dict) -> ScreeningRequest:
     if not key.startswith(resources.INCOMING_PREFIX) or ".." in key:
         raise ApiError(400, "invalid_s3_key", f"s3_key must lie under {resources.INCOMING_PREFIX}.")
     settings = runtime().settings
+    if not tenancy.owns_key(caller(), key):  # another clinic's upload: as if it did not exist
+        raise ApiError(404, "unknown_s3_key", f"No object {key} in the image bucket.")
     try:
         obj = runtime().s3.get_object(Bucket=settings.image_bucket, Key=key)
     except ClientError as exc:
@@ -126,7 +144,8 @@ def image_from_s3_key(payload: dict) -> ScreeningRequest:
     data = obj["Body"].read()
     etag = obj["ETag"].strip('"')
     return ScreeningRequest(data=data, record_id=s3_record_id(settings.image_bucket, key, etag),
-                            source={"source": "api", "bucket": settings.image_bucket, "key": key, "etag": etag})
+                            source={"source": "api", "bucket": settings.image_bucket, "key": key, "etag": etag,
+                                    **clinic_field()})
 
 
 @app.post("/predict", summary="Screen one image",
@@ -155,7 +174,8 @@ def predict_batch() -> Response[dict]:
     if len(files) > settings.max_batch_images:
         raise ApiError(413, "too_many_images",
                        f"The batch has {len(files)} images; the limit is {settings.max_batch_images}.")
-    requests = [ScreeningRequest(data=f.data, source={"source": "api-batch", "field": f.field})
+    clinic = clinic_field()
+    requests = [ScreeningRequest(data=f.data, source={"source": "api-batch", "field": f.field, **clinic})
                 for f in files]
     results = runtime().service.screen_and_store(requests)
     record_outcomes(metrics, [r.record for r in results])
@@ -165,8 +185,9 @@ def predict_batch() -> Response[dict]:
 
 @app.get("/predictions/<prediction_id>", summary="One stored result")
 def get_prediction(prediction_id: str) -> Response[dict]:
-    record = runtime().service.store.get(prediction_id) if prediction_id != resources.COUNTERS_ID else None
-    if record is None:
+    counters = prediction_id.startswith(resources.COUNTERS_ID)
+    record = None if counters else runtime().service.store.get(prediction_id)
+    if record is None or not tenancy.can_see(caller(), record):  # another clinic's record is a 404
         raise ApiError(404, "unknown_id", f"No prediction with id {prediction_id}.")
     return Response(200, content_types.APPLICATION_JSON, json.dumps(public(record)))
 
@@ -192,7 +213,8 @@ def list_predictions() -> Response[dict]:
         raise ApiError(400, "invalid_label", "label must be 'normal' or 'glaucoma'.")
     try:
         items, cursor = runtime().service.store.list_recent(int(raw_limit), label,
-                                                            event.get_query_string_value("cursor"))
+                                                            event.get_query_string_value("cursor"),
+                                                            clinic=caller().clinic)
     except InvalidCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc))
     return Response(200, content_types.APPLICATION_JSON,
@@ -203,7 +225,7 @@ def list_predictions() -> Response[dict]:
 def status() -> Response[dict]:
     rt = runtime()
     body = {"model_version": rt.model.version, "threshold": rt.model.threshold,
-            "model_metrics": rt.model.card.metrics, **rt.service.store.counters(),
+            "model_metrics": rt.model.card.metrics, **rt.service.store.counters(caller().clinic),
             "queue_depth": queue_depth(rt.settings.queue_url),
             "dead_letter_depth": queue_depth(rt.settings.dead_letter_queue_url)}
     return Response(200, content_types.APPLICATION_JSON, json.dumps(body))
@@ -226,7 +248,7 @@ def create_upload() -> Response[dict]:
     if ctype not in IMAGE_TYPES:
         raise ApiError(400, "invalid_content_type", f"content_type must be one of {', '.join(IMAGE_TYPES)}.")
     settings = runtime().settings
-    key = f"{resources.INCOMING_PREFIX}{uuid.uuid4().hex}{IMAGE_TYPES[ctype]}"
+    key = f"{tenancy.upload_prefix(caller())}{uuid.uuid4().hex}{IMAGE_TYPES[ctype]}"
     url = runtime().s3.generate_presigned_url(
         "put_object", Params={"Bucket": settings.image_bucket, "Key": key, "ContentType": ctype},
         ExpiresIn=settings.presigned_url_seconds)

@@ -8,7 +8,7 @@ import boto3
 from aws_lambda_powertools import Logger
 
 from handlers.runtime import AWS_CONFIG, S3_CONFIG
-from screening import resources
+from screening import resources, tenancy
 from screening.config import Settings
 from screening.retraining import JOB_NAME_PREFIX, promote_if_better, start_training
 
@@ -21,6 +21,8 @@ def start_handler(event: dict, context) -> dict:
     JSON hyperparameters, e.g. {"epochs": "100"}."""
     settings = Settings.from_env()
     from_api = "httpMethod" in event
+    if from_api and not _is_admin(event, settings):  # tenancy: retraining serves every clinic
+        return _api(403, {"error": "admin_only", "message": "Only the admin API key may start retraining."})
     hyperparameters = {}
     if from_api and event.get("body"):
         try:
@@ -45,6 +47,13 @@ def promote_handler(event: dict, context) -> dict:
     decision = promote_if_better(boto3.client("s3", config=S3_CONFIG), Settings.from_env(), job)
     logger.info("promotion decision", extra={"job": job, "promoted": decision.promote, "reason": decision.reason})
     return {"promoted": decision.promote, "reason": decision.reason}
+
+
+def _is_admin(event: dict, settings: Settings) -> bool:
+    try:
+        return tenancy.caller_from_event(event, settings.api_key_clinics).is_admin
+    except tenancy.UnknownApiKey:
+        return False
 
 
 def _api(status: int, body: dict) -> dict:

@@ -33,6 +33,9 @@ class Settings:
     presigned_url_seconds: int = resources.PRESIGNED_URL_SECONDS
     result_retention_days: int = resources.RESULT_RETENTION_DAYS
     inference_threads: int = 0  # 0: LiteRT's default
+    # tenancy (screening/tenancy.py): JSON {api key id: clinic, or "*" for the admin key}; empty: one tenant
+    api_key_clinics: str = ""
+    cors_allow_origin: str = "*"  # the web page's origin when deployed (the stack sets it)
     # retraining
     training_image_uri: str = ""
     training_role_arn: str = ""

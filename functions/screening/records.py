@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from screening import resources
+from screening import resources, tenancy
 
 COUNTER_FIELDS = ("normal", "glaucoma", "rejected")
 
@@ -79,6 +79,7 @@ class ResultStore:
         """Write a record unless its id exists; bump the counters in the same transaction."""
         item = dict(record)
         item.setdefault("record_type", resources.RECORD_TYPE)
+        item.update(tenancy.index_attributes(item))  # tenancy: keys of the per-clinic indexes
         item[resources.TTL_ATTRIBUTE] = int(time.time()) + retention_days * 86400
         counter = item.get("label") if item.get("status") == "ok" else "rejected"
         # The resource's client serialises plain Python values itself (Decimals for numbers).
@@ -88,11 +89,12 @@ class ResultStore:
                 {"Put": {"TableName": self.table_name, "Item": dynamo_item,
                          "ConditionExpression": "attribute_not_exists(#id)",
                          "ExpressionAttributeNames": {"#id": resources.TABLE_PARTITION_KEY}}},
-                {"Update": {"TableName": self.table_name,
-                            "Key": {resources.TABLE_PARTITION_KEY: resources.COUNTERS_ID},
-                            "UpdateExpression": "ADD #c :one SET last_prediction_at = :t",
-                            "ExpressionAttributeNames": {"#c": f"count_{counter}"},
-                            "ExpressionAttributeValues": {":one": 1, ":t": str(item["created_at"])}}},
+                *({"Update": {"TableName": self.table_name,
+                              "Key": {resources.TABLE_PARTITION_KEY: counter_id},
+                              "UpdateExpression": "ADD #c :one SET last_prediction_at = :t",
+                              "ExpressionAttributeNames": {"#c": f"count_{counter}"},
+                              "ExpressionAttributeValues": {":one": 1, ":t": str(item["created_at"])}}}
+                  for counter_id in tenancy.counter_ids(item)),  # tenancy: the deployment's and the clinic's
             ])
             return True
         except ClientError as exc:
@@ -103,18 +105,17 @@ class ResultStore:
                 return False
             raise
 
-    def counters(self) -> dict:
-        item = self.get(resources.COUNTERS_ID) or {}
+    def counters(self, clinic: str | None = None) -> dict:
+        """Counts by label: the whole deployment's, or one clinic's."""
+        item = self.get(tenancy.clinic_counter_id(clinic)) or {}
         counts = {name: int(item.get(f"count_{name}", 0)) for name in COUNTER_FIELDS}
         return {"counts": counts, "last_prediction_at": item.get("last_prediction_at")}
 
-    def list_recent(self, limit: int, label: str | None = None,
-                    cursor: str | None = None) -> tuple[list[dict], str | None]:
-        """Newest first; by label when given (rejected records carry no label)."""
-        if label:
-            index, key_name, key_value = resources.BY_LABEL_INDEX, "label", label
-        else:
-            index, key_name, key_value = resources.NEWEST_FIRST_INDEX, "record_type", resources.RECORD_TYPE
+    def list_recent(self, limit: int, label: str | None = None, cursor: str | None = None,
+                    clinic: str | None = None) -> tuple[list[dict], str | None]:
+        """Newest first; by label when given (rejected records carry no label); one clinic's when
+        given, every clinic's otherwise (an index query either way, never a scan)."""
+        index, key_name, key_value = tenancy.listing_query(clinic, label)
         query = {
             "IndexName": index,
             "KeyConditionExpression": "#k = :v",
@@ -126,6 +127,8 @@ class ResultStore:
         if cursor:
             start = decode_cursor(cursor)
             if set(start) != {resources.TABLE_PARTITION_KEY, key_name, "created_at"}:
+                raise InvalidCursor("the cursor is not one this API returned")
+            if start[key_name] != key_value:  # tenancy: another listing's (or clinic's) cursor
                 raise InvalidCursor("the cursor is not one this API returned")
             query["ExclusiveStartKey"] = start
         page = self.table.query(**query)

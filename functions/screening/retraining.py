@@ -7,11 +7,14 @@ import json
 import tarfile
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from screening import resources
 from screening.config import Settings
 from screening.inference import CARD_FILE, MODEL_FILE
-from screening.model_registry import PromotionDecision, promote, read_card, should_promote
+
+if TYPE_CHECKING:
+    from screening.model_registry import PromotionDecision
 
 JOB_NAME_PREFIX = "glaucoma-"
 # The training job prints `METRIC <name>=<float>` lines (training/metrics.py); SageMaker
@@ -68,6 +71,10 @@ def bundled_card(settings: Settings) -> dict | None:
 
 def promote_if_better(s3, settings: Settings, job: str) -> PromotionDecision:
     """Unpack the job's model.tar.gz to models/candidates/<job>/, then promote it if it wins."""
+    # Imported here: model_registry needs botocore, and the training image (no AWS SDK) imports this
+    # module for METRIC_DEFINITIONS (tests/packaging/test_dockerfiles.py).
+    from screening.model_registry import PromotionDecision, promote, read_card, should_promote
+
     bucket = settings.model_bucket
     archive = s3.get_object(Bucket=bucket, Key=f"{resources.TRAINING_OUTPUT_PREFIX}{job}/output/model.tar.gz")
     candidate_prefix = f"{resources.CANDIDATE_MODEL_PREFIX}{job}/"

@@ -4,7 +4,7 @@ Failure policy, so nothing is lost and nothing storms:
 - a bad image (or an object deleted before we read it) gets a `rejected`
   record: the message succeeds and is never retried;
 - a transient fault (throttling, timeouts, DynamoDB or S3 errors) fails only
-  that message; SQS redelivers it and after 3 receives moves it to the DLQ;
+  that message; SQS redelivers it and after SQS_MAX_RECEIVE_COUNT (5) receives moves it to the DLQ;
 - a message that is not an S3 event fails too, so it ends in the DLQ where a
   person can read it;
 - a redelivered message whose record exists is acknowledged without running
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from screening import heatmap
+from screening import heatmap, tenancy
 from screening.records import s3_record_id
 from screening.s3_events import MalformedEvent, S3ObjectRef, objects_in_message
 from screening.service import ScreeningRequest, ScreeningService
@@ -109,6 +109,9 @@ class S3BatchScreener:
         record_id = s3_record_id(ref.bucket, ref.key, ref.etag)
         source = {"source": "s3", "bucket": ref.bucket, "key": ref.key, "etag": ref.etag,
                   "version_id": ref.version_id, "event_time": ref.event_time}
+        clinic = tenancy.clinic_of_key(ref.key, self.service.settings.api_key_clinics)
+        if clinic:  # tenancy: uploads of a clinic lie under incoming/<clinic>/
+            source["clinic"] = clinic
         try:
             if self.service.store.get(record_id) is not None:
                 return None

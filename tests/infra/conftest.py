@@ -7,9 +7,11 @@ import json
 import pytest
 
 CUSTOM_CONTEXT = {"stage": "prod", "consumer_memory_mb": 3008, "api_memory_mb": 1024,
-                  "consumer_reserved_concurrency": 7, "architecture": "arm64",
+                  "consumer_max_concurrency": 7, "api_reserved_concurrency": 3, "architecture": "arm64",
                   "retrain_schedule": "cron(30 2 * * ? *)", "image_retention_days": 9,
-                  "alarm_email": "ops@example.org"}
+                  "alarm_email": "ops@example.org", "clinics": "north-eye,south-eye",
+                  "web_domain_name": "screening.example.org",
+                  "web_certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/abc"}
 
 
 def _synth(tmp_path_factory, context):
@@ -35,8 +37,20 @@ def template(synthesized):
 
 
 @pytest.fixture(scope="session")
-def custom_template(tmp_path_factory):
-    return _synth(tmp_path_factory, CUSTOM_CONTEXT)[1]
+def custom_synthesized(tmp_path_factory):
+    return _synth(tmp_path_factory, CUSTOM_CONTEXT)
+
+
+@pytest.fixture(scope="session")
+def custom_template(custom_synthesized):
+    return custom_synthesized[1]
+
+
+def by_id(template, kind: str, fragment: str) -> dict:
+    """The one resource of `kind` whose logical id contains `fragment` (ids follow construct paths)."""
+    found = {k: r for k, r in template.find_resources(kind).items() if fragment in k}
+    assert len(found) == 1, f"expected one {kind} with {fragment!r} in its id, found {sorted(found)}"
+    return next(iter(found.values()))
 
 
 def resources_of(template, kind: str) -> dict:
