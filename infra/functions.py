@@ -89,6 +89,9 @@ class ScreeningFunctions(Construct):
             grants.read_objects(fn, storage.image_bucket, resources.INCOMING_PREFIX)
             grants.read_objects(fn, storage.model_bucket, resources.CURRENT_MODEL_PREFIX)
             grants.use_results_table(fn, storage.table)
+        # The consumer stores each S3-path prediction's heatmap overlay; the API serves it.
+        grants.write_objects(self.consumer, storage.image_bucket, resources.RESULTS_PREFIX)
+        grants.read_objects(self.api_function, storage.image_bucket, resources.RESULTS_PREFIX)
         # Presigned upload URLs are signed with the API function's role.
         grants.write_objects(self.api_function, storage.image_bucket, resources.INCOMING_PREFIX)
         queueing.queue.grant(self.api_function, "sqs:GetQueueAttributes")

@@ -34,6 +34,8 @@ XRAY = ("Resource::*", "xray:PutTraceSegments and xray:PutTelemetryRecords (acti
 PREFIX_REASONS = {
     resources.INCOMING_PREFIX: "Images arrive under incoming/ with generated keys (uuid or the clinic's "
                                "file name), so the grant is the prefix, never the whole bucket.",
+    resources.RESULTS_PREFIX: "Heatmap overlays of S3-path predictions go to results/<record id>/heatmap.png; "
+                              "record ids are only known at run time.",
     resources.CURRENT_MODEL_PREFIX: "The served model's files (model and card) under models/current/.",
     resources.CANDIDATE_MODEL_PREFIX: "Each training job's candidate model goes to models/candidates/<job>/; "
                                       "the job name is only known at run time.",
@@ -67,6 +69,7 @@ def suppress_reviewed_findings(stack) -> None:
 
     for fn in (functions.consumer, functions.api_function):
         allow_wildcards(fn.role, XRAY, objects_under(images, resources.INCOMING_PREFIX),
+                        objects_under(images, resources.RESULTS_PREFIX),
                         objects_under(models, resources.CURRENT_MODEL_PREFIX))
     allow_wildcards(retraining.retrain_function.role, XRAY, (
         f"Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:training-job/{JOB_NAME_PREFIX}*",

@@ -23,12 +23,13 @@ import io
 import numpy as np
 from PIL import Image
 
+from screening import resources
 from screening.quality import erode, fundus_mask
 
 # A perceptual dark-to-bright ramp (black, purple, red, orange, pale yellow).
 _ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float32)
 RIM_MARGIN_PX = 16  # one 16-px CAM cell of the 224-px input: the black-edge response reaches that far
-RESULTS_PREFIX = "results/"
+RESULTS_PREFIX = resources.RESULTS_PREFIX
 
 
 def normalised_grid(cam: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ METRICS_NAMESPACE = "GlaucomaScreening"
 # S3 layout of the image bucket. Results never go under INCOMING_PREFIX (it triggers us).
 INCOMING_PREFIX = "incoming/"
 TRAINING_DATA_PREFIX = "training-data/"
+RESULTS_PREFIX = "results/"  # heatmap overlays of S3-path predictions: results/<id>/heatmap.png
 # S3 layout of the model bucket.
 CURRENT_MODEL_PREFIX = "models/current/"
 CANDIDATE_MODEL_PREFIX = "models/candidates/"

@@ -97,7 +97,7 @@ def test_no_bucket_wide_or_action_wildcards(template):
     assert not [f for f in findings if f.startswith("Action::")], findings
     assert not [f for f in findings if f.endswith("/index/*")], findings
     resource_wildcards = {f for f in findings if f.startswith("Resource::")}
-    allowed_tails = ("/incoming/*", "/models/current/*", "/models/candidates/*", "/training-data/*",
+    allowed_tails = ("/incoming/*", "/results/*", "/models/current/*", "/models/candidates/*", "/training-data/*",
                      "/training-output/*", "training-job/glaucoma-*", "/aws/sagemaker/TrainingJobs*")
     assert {f for f in resource_wildcards if f != "Resource::*" and not f.endswith(allowed_tails)} == set()
 
