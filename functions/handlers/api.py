@@ -190,7 +190,7 @@ def idempotent_runner(rt: Runtime):
 
 def answer(route: str) -> Response[dict]:
     """Run a POST route once per Idempotency-Key; without the header, just run it."""
-    key = idempotency_key(header(app.current_event.headers, "idempotency-key"))
+    key = idempotency_key(app.current_event.headers)
     if key is None:
         outcome = IDEMPOTENT_ROUTES[route](None)
     else:
@@ -308,9 +308,11 @@ def batch_files() -> list[UploadedFile]:
     if len(data) > settings.max_batch_bytes:
         raise ApiError(413, "batch_too_large",
                        f"The batch is {len(data)} bytes; the limit is {settings.max_batch_bytes} bytes.")
-    files = [p for p in parse_multipart(data, content_type()) if p.filename or p.data]
-    if not files:
-        raise ApiError(400, "missing_file", "The multipart body holds no images.")
+    files = parse_multipart(data, content_type())
+    unnamed = [p.field for p in files if not p.filename]
+    if unnamed:  # a text field is no image: refuse the request rather than guess
+        raise ApiError(400, "missing_filename", f"Every part must be a file with a filename; "
+                                                f"field {unnamed[0][:64]!r} has none.")
     if len(files) > settings.max_batch_images:
         raise ApiError(413, "too_many_images",
                        f"The batch has {len(files)} images; the limit is {settings.max_batch_images}.")
@@ -406,7 +408,7 @@ def create_upload() -> Response[dict]:
     """A presigned POST (not PUT): its policy fixes key and content type and bounds the size."""
     data = body_bytes()
     payload = {}
-    if data.strip():
+    if data:  # an empty body asks for the defaults; whitespace is malformed JSON
         if not content_type().lower().startswith("application/json"):
             raise ApiError(415, "unsupported_content_type", "Send the upload request as application/json.")
         payload = parse_json_object(data, allowed_fields=frozenset({"content_type"}))

@@ -174,7 +174,7 @@ PATHS = {
     }},
     "/predict/batch": {"post": {
         "summary": "Screen several images",
-        "description": f"multipart/form-data, any field names, at most {resources.MAX_BATCH_IMAGES} images, "
+        "description": f"multipart/form-data, every part a file with a filename, any field names, at most {resources.MAX_BATCH_IMAGES} images, "
                        f"{resources.MAX_BATCH_BYTES} bytes, {MAX_MULTIPART_PARTS} parts and field or file "
                        f"names of {MAX_FORM_NAME_CHARS} characters. A malformed request stores nothing; "
                        "otherwise every part is answered with its id and outcome (rejected images are "
@@ -182,7 +182,7 @@ PATHS = {
         "parameters": [IDEMPOTENCY_HEADER],
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
             "type": "object", "required": ["images"],
-            "properties": {"images": {"type": "array", "minItems": 1, "maxItems": resources.MAX_BATCH_IMAGES,
+            "properties": {"images": {"type": "array", "minItems": 1,  # more than the limit: 413
                                       "items": {"type": "string", "format": "binary"}}}}}}},
         "responses": _responses(200, _json("BatchResult", "One outcome per part, in order."),
                                 400, 409, 413, 415, 422, 503),

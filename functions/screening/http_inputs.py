@@ -187,10 +187,12 @@ def check_cursor(cursor: str | None, partition_name: str, partition_value: str) 
     return cursor
 
 
-def idempotency_key(raw: str) -> str | None:
-    """The Idempotency-Key header: 1-255 visible ASCII characters, or absent."""
-    if not raw:
+def idempotency_key(headers: dict | None) -> str | None:
+    """The Idempotency-Key header: 1-255 visible ASCII characters, or absent (empty is invalid)."""
+    present = [v for k, v in (headers or {}).items() if k.lower() == "idempotency-key"]
+    if not present:
         return None
+    raw = present[0] or ""
     if not IDEMPOTENCY_KEY_PATTERN.fullmatch(raw):
         raise ApiError(400, "invalid_idempotency_key",
                        f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters.")

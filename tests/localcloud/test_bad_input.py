@@ -257,8 +257,8 @@ CASES: list[Case] = [
     Case("batch: no parts", "POST", "/predict/batch",
          lambda d: {"data": b"--b\r\n\r\n--b--\r\n", "headers": {"Content-Type": "multipart/form-data; boundary=b"}},
          400, "malformed_multipart"),
-    Case("batch: only empty text fields", "POST", "/predict/batch", lambda d: form([("note", None, b"")]), 400,
-         "missing_file"),
+    Case("batch: a text field beside an image", "POST", "/predict/batch",
+         lambda d: form([("images", "a.jpg", good(d)), ("note", None, b"{}")]), 400, "missing_filename"),
     Case("batch: 100,000-deep JSON", "POST", "/predict/batch", lambda d: raw_json(DEEP), 415,
          "unsupported_content_type"),
     # listing
@@ -433,12 +433,12 @@ def test_a_rejected_batch_stores_and_counts_nothing(api, table, sample_dir):
 
 
 def test_batch_answers_every_part_by_field_and_file_name(api, sample_dir):
-    body, ctype = multipart([("left", "left eye.jpg", good(sample_dir)), ("right", None, b"garbage")])
+    body, ctype = multipart([("left", "left eye.jpg", good(sample_dir)), ("right", "r.jpg", b"garbage")])
     response = api.post("/predict/batch", data=body, headers={"Content-Type": ctype})
     assert response.status_code == 200, response.text
     first, second = response.json()["results"]
     assert first["part"] == {"index": 0, "field": "left", "filename": "left eye.jpg"} and first["status"] == "ok"
-    assert second["part"] == {"index": 1, "field": "right", "filename": None}
+    assert second["part"] == {"index": 1, "field": "right", "filename": "r.jpg"}
     assert second["status"] == "rejected" and second["reason"] == "not_an_image"
     for part in (first, second):  # every part has an id that can be looked up
         assert api.get(f"/predictions/{part['id']}").json()["status"] == part["status"]
