@@ -27,19 +27,22 @@ ERRORS = {
     404: "Nothing at this id or S3 key.",
     409: "A request with this Idempotency-Key is still in progress.",
     413: "Over a size or count limit; `message` states the limit.",
+    414: "The URL is longer than the gateway accepts.",
     415: "A content type this route does not accept.",
     422: "This Idempotency-Key was used with a different request.",
     429: "Throttled by the gateway's usage plan.",
+    431: "The request's headers are larger than the gateway accepts.",
     500: "An unexpected fault; the request may be retried.",
     502: "The gateway got no valid answer from the function.",
     503: "Part of a batch could not be processed now; retry it with the same Idempotency-Key.",
 }
-EVERY_ROUTE = (403, 429, 500, 502)
+EVERY_ROUTE = (414, 431, 500, 502)  # the gateway's own limits, and faults
+KEYED_ROUTE = (403, 429)  # the API key check and the usage plan
 
 
 def _responses(ok_status: int, ok: dict, *errors: int, security: bool = True) -> dict:
     out = {str(ok_status): ok}
-    for status in sorted(set(errors) | (set(EVERY_ROUTE) if security else {500, 502})):
+    for status in sorted(set(errors) | set(EVERY_ROUTE) | (set(KEYED_ROUTE) if security else set())):
         out[str(status)] = {"$ref": f"#/components/responses/E{status}"}
     return out
 

@@ -19,6 +19,7 @@ from handlers import openapi_spec
 EXAMPLES_PER_OPERATION = 10  # about 350 requests, 30 s on 2 cores
 SEED = 20261122
 ROOT = Path(__file__).resolve().parents[2]
+CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
 def test_document_paths_are_exactly_the_routes():
@@ -58,7 +59,8 @@ def test_docs_page_serves_swagger_ui_offline(api):
 def test_schemathesis_finds_no_failure_against_the_served_document(cloud, tmp_path):
     """The schemathesis CLI, every check but one: positive_data_acceptance would demand a 2xx for any
     bytes the schema allows as an image, and random bytes are no photograph (they get a 4xx)."""
-    command = [str(Path(sys.executable).parent / "st"), "run", f"{cloud.api_url}/openapi.json",
+    command = [str(Path(sys.executable).parent / "st"), "--config-file", str(CONFIG), "run",
+               f"{cloud.api_url}/openapi.json",
                "--header", f"x-api-key: {cloud.api_key}", "--checks", "all",
                "--exclude-checks", "positive_data_acceptance",
                "--phases", "examples,coverage,fuzzing,stateful", "--max-examples", str(EXAMPLES_PER_OPERATION),
