@@ -146,7 +146,8 @@ SCHEMAS = {
     },
 }
 # A BatchPart carries a Prediction's fields as well (its `status` may also be `failed`).
-SCHEMAS["BatchPart"]["properties"] = {**SCHEMAS["Prediction"]["properties"], **SCHEMAS["BatchPart"]["properties"]}
+SCHEMAS["BatchPart"]["properties"] = {**SCHEMAS["Prediction"]["properties"],
+                                      **SCHEMAS["BatchPart"]["properties"]}
 
 
 def _image_bodies() -> dict:
@@ -177,8 +178,8 @@ PATHS = {
     }},
     "/predict/batch": {"post": {
         "summary": "Screen several images",
-        "description": f"multipart/form-data, every part a file with a filename, any field names, at most {resources.MAX_BATCH_IMAGES} images, "
-                       f"{resources.MAX_BATCH_BYTES} bytes, {MAX_MULTIPART_PARTS} parts and field or file "
+        "description": f"multipart/form-data, every part a file with a filename, any field names, at most "
+                       f"{resources.MAX_BATCH_IMAGES} images, {resources.MAX_BATCH_BYTES} bytes, {MAX_MULTIPART_PARTS} parts and field or file "
                        f"names of {MAX_FORM_NAME_CHARS} characters. A malformed request stores nothing; "
                        "otherwise every part is answered with its id and outcome (rejected images are "
                        "stored as `rejected`). With an Idempotency-Key a retry stores nothing twice.",

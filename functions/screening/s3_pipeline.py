@@ -61,6 +61,10 @@ class S3BatchScreener:
                                                                                "reason": str(exc)})
                 failures[message_id] = exc
                 continue
+            except Exception as exc:  # a parser fault on this body must not fail its batch-mates
+                logger.exception("unreadable message", extra={"message_id": message_id})
+                failures[message_id] = exc
+                continue
             for ref in refs:
                 try:
                     request = self._fetch(ref)

@@ -176,3 +176,21 @@ def test_poison_image_in_a_batch_of_ten_leaves_nine_ok_records(aws, sample_files
     assert [r["status"] for i, r in enumerate(stored) if i != 3] == ["ok"] * 9
     # The poison itself ends in exactly one record (rejected or screened) or is retried alone.
     assert (stored[3] is not None and failed == []) or (stored[3] is None and failed == ["m3"])
+
+
+def test_odd_message_bodies_fail_alone(aws, sample_files):
+    from handlers import sqs_consumer
+
+    keys = put_batch(aws, ten_images(sample_files)[:2], "incoming/odd")
+    good = [sqs_record(f"m{i}", s3_event(aws.image_bucket, k, e)) for i, (k, e) in enumerate(keys)]
+    odd = [
+        {**sqs_record("not-json", {}), "body": "{"},
+        {**sqs_record("deep", {}), "body": "[" * 100_000 + "]" * 100_000},
+        sqs_record("records-not-list", {"Records": {"a": 1}}),
+        sqs_record("record-not-object", {"Records": [7]}),
+        sqs_record("key-a-number", {"Records": [{"eventName": "ObjectCreated:Put",
+                                                  "s3": {"bucket": {"name": aws.image_bucket}, "object": {"key": 5}}}]}),
+    ]
+    response = sqs_consumer.handler({"Records": good + odd}, LambdaContext.for_function("consumer"))
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == sorted(r["messageId"] for r in odd)
+    assert [r["status"] for r in records(aws, keys)] == ["ok", "ok"]

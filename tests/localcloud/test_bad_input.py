@@ -222,8 +222,8 @@ CASES: list[Case] = [
          400, "invalid_s3_key"),
     Case("predict json: s3_key with lone surrogate", "POST", "/predict",
          lambda d: raw_json('{"s3_key": "incoming/\\ud800.jpg"}'), 400, "invalid_s3_key"),
-    Case("predict json: s3_key 2000 chars", "POST", "/predict", lambda d: {"json": {"s3_key": "incoming/" + "k" * 2000}},
-         400, "invalid_s3_key"),
+    Case("predict json: s3_key 2000 chars", "POST", "/predict",
+         lambda d: {"json": {"s3_key": "incoming/" + "k" * 2000}}, 400, "invalid_s3_key"),
     Case("predict json: s3_key a folder marker", "POST", "/predict", lambda d: {"json": {"s3_key": "incoming/x/"}},
          400, "invalid_s3_key"),
     Case("predict json: unknown s3_key", "POST", "/predict", lambda d: {"json": {"s3_key": "incoming/nope.jpg"}},
@@ -297,8 +297,8 @@ CASES: list[Case] = [
     Case("get: the counters item", "GET", "/predictions/%23counters", status=404, error=("unknown_id", "not_found")),
     Case("get: 3000-char id", "GET", "/predictions/" + "a" * 3000, status=404, error="unknown_id"),
     # uploads
-    *[Case(f"uploads: content_type {label}", "POST", "/uploads", (lambda v: lambda d: {"json": {"content_type": v}})(v),
-           400, "invalid_content_type")
+    *[Case(f"uploads: content_type {label}", "POST", "/uploads",
+           (lambda v: lambda d: {"json": {"content_type": v}})(v), 400, "invalid_content_type")
       for label, v in (("[]", []), ("{}", {}), ("null", None), ("7", 7), ("text/html", "text/html"))],
     Case("uploads: unknown field", "POST", "/uploads", lambda d: {"json": {"content_type": "image/png", "acl": "x"}},
          400, "unknown_field"),

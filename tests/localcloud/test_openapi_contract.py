@@ -23,7 +23,8 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
 def test_document_paths_are_exactly_the_routes():
-    routes = {(r.method.upper(), r.rule.pattern) for r in api_handler.app._static_routes + api_handler.app._dynamic_routes}
+    resolver = api_handler.app
+    routes = {(r.method.upper(), r.rule.pattern) for r in resolver._static_routes + resolver._dynamic_routes}
     assert len(routes) == sum(len(ops) for ops in openapi_spec.PATHS.values())
     for path, operations in openapi_spec.PATHS.items():
         for method in operations:
