@@ -133,7 +133,10 @@ def content_type() -> str:
 
 
 def want_png() -> bool:
-    return (app.current_event.get_query_string_value("heatmap") or "").lower() == "png"
+    value = app.current_event.get_query_string_value("heatmap")
+    if value is not None and value != "png":
+        raise ApiError(400, "invalid_heatmap", "heatmap may only be 'png'.")
+    return value == "png"
 
 
 def json_response(status: int, body: dict, headers: dict | None = None) -> Response[dict]:
@@ -280,6 +283,7 @@ def image_from_s3_key(payload: dict) -> ScreeningRequest:
 
 
 def predict_outcome(scope: str | None) -> dict:
+    png = want_png()  # checked before any work
     request = image_from_request(scope)
     existing = runtime().service.store.get(request.record_id) if "key" in request.source else None
     result = ScreeningResult(existing) if existing else screen_one(request)
@@ -287,7 +291,7 @@ def predict_outcome(scope: str | None) -> dict:
         reason = result.record["reason"]
         raise ApiError(REJECTION_STATUS.get(reason, 400), reason, result.record["message"])
     body = public(result.record)
-    if want_png() and result.model_input is not None:
+    if png and result.model_input is not None:
         body["heatmap_png_base64"] = heatmap.overlay_png_base64(result.model_input, result.cam)
     return {"status": 200, "body": body}
 

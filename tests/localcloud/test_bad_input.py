@@ -174,6 +174,8 @@ CASES: list[Case] = [
     Case("predict: text/plain", "POST", "/predict",
          lambda d: {"data": b"x", "headers": {"Content-Type": "text/plain"}}, 415, "unsupported_content_type"),
     Case("predict: no content type", "POST", "/predict", lambda d: {"data": b"x"}, 415, "missing_content_type"),
+    Case("predict: heatmap=jpg", "POST", "/predict?heatmap=jpg",
+         lambda d: {"data": good(d), "headers": {"Content-Type": "image/jpeg"}}, 400, "invalid_heatmap"),
     Case("predict: octet-stream", "POST", "/predict",
          lambda d: {"data": good(d), "headers": {"Content-Type": "application/octet-stream"}}, 415,
          "unsupported_content_type"),
