@@ -23,8 +23,16 @@ class S3ObjectRef:
     event_time: str | None
 
 
+def is_folder_marker(key: str) -> bool:
+    """`incoming/x/`: what the S3 console creates for a folder; not an image, never recorded."""
+    return key.endswith("/")
+
+
 def objects_in_message(body: str) -> list[S3ObjectRef]:
-    """The created objects under incoming/ named by one SQS message; [] for s3:TestEvent."""
+    """The created objects under incoming/ named by one SQS message; [] for s3:TestEvent.
+
+    Folder markers are skipped here, so they are neither screened, recorded nor counted.
+    """
     try:
         event = json.loads(body)
     except (TypeError, ValueError):
@@ -42,7 +50,7 @@ def objects_in_message(body: str) -> list[S3ObjectRef]:
                 continue
             s3 = record["s3"]
             key = unquote_plus(s3["object"]["key"])  # keys arrive URL-encoded, '+' for space
-            if not key.startswith(resources.INCOMING_PREFIX):
+            if not key.startswith(resources.INCOMING_PREFIX) or is_folder_marker(key):
                 continue
             refs.append(S3ObjectRef(
                 bucket=s3["bucket"]["name"],

@@ -8,7 +8,10 @@ Failure policy, so nothing is lost and nothing storms:
 - a message that is not an S3 event fails too, so it ends in the DLQ where a
   person can read it;
 - a redelivered message whose record exists is acknowledged without running
-  the model again (idempotent per bucket, key and ETag).
+  the model again (idempotent per bucket, key and ETag);
+- every per-image step (read, decode, model, record) is isolated: an image
+  that fails fails only the message that named it, never its batch-mates;
+- folder markers (`incoming/x/`) are skipped: no record, no count.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from screening import heatmap, tenancy
 from screening.records import s3_record_id
 from screening.s3_events import MalformedEvent, S3ObjectRef, objects_in_message
-from screening.service import ScreeningRequest, ScreeningService
+from screening.service import ScreeningRequest, ScreeningResult, ScreeningService
 
 MISSING_OBJECT_CODES = {"NoSuchKey", "404", "NoSuchVersion", "PreconditionFailed", "412"}
 logger = Logger(child=True)
@@ -59,10 +62,14 @@ class S3BatchScreener:
                                                                                "reason": str(exc)})
                 failures[message_id] = exc
                 continue
+            except Exception as exc:  # a parser fault on this body must not fail its batch-mates
+                logger.exception("unreadable message", extra={"message_id": message_id})
+                failures[message_id] = exc
+                continue
             for ref in refs:
                 try:
                     request = self._fetch(ref)
-                except TransientFailure as exc:
+                except Exception as exc:  # TransientFailure, or anything unforeseen: this message only
                     failures[message_id] = exc
                     continue
                 if request is None:
@@ -74,24 +81,30 @@ class S3BatchScreener:
                 pending.append((message_id, request))
 
         pending = [(m, r) for m, r in pending if m not in failures]
-        if pending:
-            results = self.service.screen([request for _, request in pending])
-            for (message_id, _), result in zip(pending, results):
-                try:
-                    written = self.service.store.put_new(result.record,
-                                                         self.service.settings.result_retention_days)
-                except (ClientError, BotoCoreError) as exc:
-                    failures[message_id] = TransientFailure(f"storing the result failed: {exc}")
-                    continue
-                if not written:
-                    summary.duplicates += 1
-                    continue
-                written_records.append(result.record)
-                if result.rejected:
-                    summary.rejected += 1
-                else:
-                    summary.screened += 1
-                    self._store_overlay(result)
+        results = self._screen_isolated([request for _, request in pending])
+        for (message_id, _), result in zip(pending, results):
+            if result.failed:
+                failures[message_id] = TransientFailure(f"screening failed at {result.record['step']}: "
+                                                        f"{type(result.error).__name__}")
+                continue
+            try:
+                written = self.service.store.put_new(result.record,
+                                                     self.service.settings.result_retention_days)
+            except (ClientError, BotoCoreError) as exc:
+                failures[message_id] = TransientFailure(f"storing the result failed: {exc}")
+                continue
+            except Exception as exc:
+                failures[message_id] = exc
+                continue
+            if not written:
+                summary.duplicates += 1
+                continue
+            written_records.append(result.record)
+            if result.rejected:
+                summary.rejected += 1
+            else:
+                summary.screened += 1
+                self._store_overlay(result)
         summary.failed_messages = len(failures)
         return failures, summary, written_records
 
@@ -103,6 +116,24 @@ class S3BatchScreener:
         except (ClientError, BotoCoreError) as exc:
             logger.warning("heatmap overlay not stored", extra={"record_id": result.record["id"],
                                                                 "reason": str(exc)})
+
+    def _screen_isolated(self, requests: list[ScreeningRequest]) -> list[ScreeningResult]:
+        """The service isolates images itself; should it still raise, fail each image alone."""
+        if not requests:
+            return []
+        try:
+            return self.service.screen(requests)
+        except Exception:
+            logger.exception("screening the batch raised; screening image by image")
+        results = []
+        for request in requests:
+            try:
+                [result] = self.service.screen([request])
+            except Exception as exc:
+                result = ScreeningResult({"id": request.record_id, "status": "failed", "step": "screen"},
+                                         error=exc)
+            results.append(result)
+        return results
 
     def _fetch(self, ref: S3ObjectRef) -> ScreeningRequest | dict | None:
         """The object's bytes as a request; None if already recorded; a dict if rejected here."""
@@ -127,6 +158,11 @@ class S3BatchScreener:
                 get_args["IfMatch"] = ref.etag
             try:
                 response = self.s3.get_object(**get_args)
+                if response.get("ContentLength", 0) > max_bytes:  # the event's size may be absent
+                    response["Body"].close()
+                    return self.service.record_rejection(
+                        request, "too_large",
+                        f"The image is {response['ContentLength']} bytes; the limit is {max_bytes} bytes.")
                 request.data = response["Body"].read()
                 request.source["version_id"] = ref.version_id or response.get("VersionId")
             except ClientError as exc:
