@@ -6,6 +6,10 @@
 - the model: SM_MODEL_DIR (default /opt/ml/model), packed to model.tar.gz;
 - reports: SM_OUTPUT_DATA_DIR (default /opt/ml/output/data);
 - failure: the reason in /opt/ml/output/failure and a non-zero exit.
+
+The training image's entry point is `python -m training.sagemaker train`: this module imports
+only the standard library, so even a failing import of the training code (a missing package in
+the image) is reported through the failure file.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+import traceback
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import get_type_hints
@@ -114,3 +120,21 @@ def write_failure(reason: str) -> Path | None:
         return path
     except OSError:
         return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Import the training code inside the try, so an image missing a package fails loudly."""
+    try:
+        from training.train import main as train_main
+    except Exception as exc:  # noqa: BLE001 - any import failure must reach the failure file
+        traceback.print_exc()
+        reason = f"the training code failed to import: {type(exc).__name__}: {exc}"
+        where = write_failure(reason)
+        print(f"training failed: {reason}" + (f" (written to {where})" if where else ""),
+              file=sys.stderr, flush=True)
+        return 1
+    return train_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
