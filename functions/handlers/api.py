@@ -12,6 +12,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
+from handlers.api_retraining import router as retraining_router
 from handlers.runtime import logger, metrics, runtime, warm_in_lambda
 from screening import heatmap, resources, telemetry
 from screening.http_inputs import (REJECTION_STATUS, ApiError, UploadedFile, header, parse_json_object,
@@ -26,6 +27,7 @@ app = APIGatewayRestResolver(cors=CORSConfig(allow_origin="*", max_age=300,
 PUBLIC_FIELDS = ("id", "status", "label", "probability", "confidence", "threshold", "model_version",
                  "latency_ms", "quality_flags", "created_at", "source", "key", "reason", "message",
                  "heatmap", "image")
+app.include_router(retraining_router)  # issue 8: uploads/training, dataset, retrain, models
 IMAGE_TYPES = {"image/jpeg": ".jpg", "image/png": ".png", "image/tiff": ".tif", "image/webp": ".webp",
                "image/bmp": ".bmp"}
 

@@ -20,6 +20,10 @@ CURRENT_MODEL_PREFIX = "models/current/"
 CANDIDATE_MODEL_PREFIX = "models/candidates/"
 TRAINING_OUTPUT_PREFIX = "training-output/"
 
+# Retraining: the one definition of the schedule (EventBridge syntax, UTC); the CDK rule and the
+# local cloud's scheduler (localcloud/schedule.py) both run this expression.
+RETRAIN_SCHEDULE = "cron(0 3 ? * SUN *)"
+
 # SQS -> Lambda event source mapping.
 SQS_BATCH_SIZE = 10
 SQS_BATCHING_WINDOW_SECONDS = 1

@@ -54,6 +54,7 @@ class ScreeningService:
 
     def screen(self, requests: list[ScreeningRequest]) -> list[ScreeningResult]:
         """Screen a batch: bad images become `rejected` results, the rest share one model call."""
+        model = self.model  # one model for the whole batch, even if a refresh swaps it meanwhile
         results: list[ScreeningResult | None] = [None] * len(requests)
         accepted: list[tuple[int, np.ndarray, ImageInfo]] = []
         for i, request in enumerate(requests):
@@ -62,17 +63,17 @@ class ScreeningService:
                                                 max_bytes=self.settings.max_image_bytes)
                 accepted.append((i, tensor, info))
             except ImageRejected as exc:
-                results[i] = ScreeningResult(self._rejected_record(request, exc.reason, exc.message))
+                results[i] = ScreeningResult(self._rejected_record(request, exc.reason, exc.message, model))
         if accepted:
-            predictions = self.model.predict(np.stack([tensor for _, tensor, _ in accepted]))
+            predictions = model.predict(np.stack([tensor for _, tensor, _ in accepted]))
             for (i, tensor, info), prediction in zip(accepted, predictions):
-                record = self._base_record(requests[i])
+                record = self._base_record(requests[i], model)
                 record.update(
                     status="ok",
                     label=prediction.label,
                     probability=round(prediction.probability, 6),
                     confidence=round(prediction.confidence, 6),
-                    threshold=self.model.threshold,
+                    threshold=model.threshold,
                     quality_flags=quality_flags(tensor, info),
                     image={"format": info.format, "mode": info.mode, "width": info.width,
                            "height": info.height, "bytes": len(requests[i].data)},
@@ -95,17 +96,18 @@ class ScreeningService:
         self.store.put_new(record, self.settings.result_retention_days)
         return record
 
-    def _base_record(self, request: ScreeningRequest) -> dict:
+    def _base_record(self, request: ScreeningRequest, model: GlaucomaModel | None = None) -> dict:
         return {
             "id": request.record_id,
             **request.source,
-            "model_version": self.model.version,
+            "model_version": (model or self.model).version,
             "received_at": request.received_at,
             "created_at": utc_now(),
         }
 
-    def _rejected_record(self, request: ScreeningRequest, reason: str, message: str) -> dict:
-        record = self._base_record(request)
+    def _rejected_record(self, request: ScreeningRequest, reason: str, message: str,
+                         model: GlaucomaModel | None = None) -> dict:
+        record = self._base_record(request, model)
         record.update(status="rejected", reason=reason, message=message,
                       latency_ms=round((time.perf_counter() - request.started) * 1000, 1))
         return record
