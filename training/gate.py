@@ -50,6 +50,7 @@ class Uploads:
 
     train: list[Sample] = field(default_factory=list)
     held_out: list[Sample] = field(default_factory=list)
+    only_data: bool = False  # no base data in this job: val is carved from the uploads
 
 
 def configure_classes(condition: str, positive_class: str) -> tuple[str, str]:
@@ -96,13 +97,16 @@ def job_splits(resolve, args, hp, uploads: Uploads) -> dict[str, data_mod.Labell
         splits = {"train": data_mod.LabelledFiles()}
         add_training_uploads(splits, uploads)
         splits["train"], splits["val"] = data_mod.stratified_split(splits["train"], hp.val_fraction, hp.seed)
+        uploads.only_data = True
         return splits
     splits = resolve(args, hp)
     add_training_uploads(splits, uploads)
     return splits
 
 
-def evaluation_samples(test: data_mod.LabelledFiles | None, uploads: Uploads) -> list[Sample]:
+def evaluation_samples(splits: dict[str, data_mod.LabelledFiles], uploads: Uploads) -> list[Sample]:
+    """The base test split (its val when it has no test split) and the held-out uploads."""
+    test = splits.get("test") or (None if uploads.only_data else splits.get("val"))
     base = [Sample(p, label, BASE_SITE) for p, label in zip(test.paths, test.labels)] if test else []
     return base + uploads.held_out
 

@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluate_and_export(model, loaded, history, hp, args.model_dir, args.output_data_dir,
                             time.monotonic() - started)
         gate.run_gate(args.model_dir, args.champion,  # issue 8: judge the challenger in this job
-                      gate.evaluation_samples(splits.get("test") or splits.get("val"), uploads),
+                      gate.evaluation_samples(splits, uploads),
                       hp.gate_auc_margin, hp.gate_min_sensitivity, hp.condition, class_names,
                       args.output_data_dir)
         print(f"model written to {args.model_dir}, report to {args.output_data_dir}", flush=True)

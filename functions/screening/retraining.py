@@ -230,7 +230,8 @@ class SageMakerJobs:
 def job_status(job: str, status: str, metrics: dict[str, float], failure: str | None,
                hyperparameters: dict[str, str], **extra) -> dict:
     """GET /retrain/{job}'s body, whichever runner ran the job."""
-    epochs = int(metrics.get("epochs") or hyperparameters.get("epochs") or 0) or None
+    planned = metrics.get("epochs") or hyperparameters.get("epochs")
+    epochs = int(float(planned)) if str(planned).replace(".", "", 1).isdigit() else None
     epoch = int(metrics["epoch"]) if "epoch" in metrics else 0
     return {"training_job": job, "condition": hyperparameters.get("condition", condition_of_job(job)),
             "status": status, "progress": {"epoch": epoch, "epochs": epochs},

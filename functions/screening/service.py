@@ -59,7 +59,8 @@ class ScreeningService:
         accepted: list[tuple[int, np.ndarray, ImageInfo]] = []
         for i, request in enumerate(requests):
             try:
-                tensor, info = preprocess_bytes(request.data, max_pixels=self.settings.max_image_pixels,
+                tensor, info = preprocess_bytes(request.data, size=model.card.input_size,
+                                                max_pixels=self.settings.max_image_pixels,
                                                 max_bytes=self.settings.max_image_bytes)
                 accepted.append((i, tensor, info))
             except ImageRejected as exc:
