@@ -106,3 +106,13 @@ class RetrainScheduler:
                 log.exception("the scheduled retrain did not start")
             due = next_times(self.expression, max(self.clock(), due))[0]
             time.sleep(0)  # let stop() win a race with a schedule that fires every second
+
+
+def start_local_schedule(s3, settings) -> RetrainScheduler:
+    """The local cloud's wiring: at each time of settings.retrain_schedule, start a job for the
+    default condition with the job's default hyperparameters, as the EventBridge rule does."""
+    from localcloud.training_jobs import LocalTrainingJobs
+    from screening.training_contract import DEFAULT_CONDITION
+
+    jobs = LocalTrainingJobs(s3, settings)
+    return RetrainScheduler(settings.retrain_schedule, lambda: jobs.start(DEFAULT_CONDITION, {})).start()

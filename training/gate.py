@@ -51,6 +51,7 @@ class Uploads:
     train: list[Sample] = field(default_factory=list)
     held_out: list[Sample] = field(default_factory=list)
     only_data: bool = False  # no base data in this job: val is carved from the uploads
+    base_set: Path | None = None  # train on the base set's stored features (training/base_set.py)
 
 
 def configure_classes(condition: str, positive_class: str) -> tuple[str, str]:
@@ -91,8 +92,22 @@ def add_training_uploads(splits: dict[str, data_mod.LabelledFiles], uploads: Upl
 
 
 def job_splits(resolve, args, hp, uploads: Uploads) -> dict[str, data_mod.LabelledFiles]:
-    """The job's splits (train.resolve_splits) plus the uploads' training share; uploads alone
-    (no data channel) are a data set too, with val carved from them."""
+    """The job's splits (train.resolve_splits) plus the uploads' training share. Without a data
+    channel: the bundled base set (val and test images; train as stored features when the
+    hyperparameters fit them) plus the uploads; with no base set either, the uploads alone."""
+    from training import base_set
+
+    base = base_set.find(hp.condition) if args.data is None and args.train is None else None
+    if base is not None:
+        splits = base_set.eval_splits(base)
+        add_training_uploads(splits, uploads)
+        if base_set.compatible(hp):
+            uploads.base_set = base
+        elif not uploads.train:
+            raise data_mod.DataLayoutError(
+                "these hyperparameters cannot use the base set's stored features (frozen pretrained trunk "
+                "at its image size only) and there are no uploads to train on")
+        return splits
     if args.data is None and args.train is None and uploads.train:
         splits = {"train": data_mod.LabelledFiles()}
         add_training_uploads(splits, uploads)
@@ -102,6 +117,15 @@ def job_splits(resolve, args, hp, uploads: Uploads) -> dict[str, data_mod.Labell
     splits = resolve(args, hp)
     add_training_uploads(splits, uploads)
     return splits
+
+
+def fit(train, hp, splits: dict, checkpoint_dir: Path, uploads: Uploads):
+    """train.train, or the base set's stored features plus the uploads when the job uses them."""
+    if uploads.base_set is not None:
+        from training import base_set
+
+        return base_set.fit_with_base_features(hp, splits, checkpoint_dir, uploads.base_set)
+    return train(hp, splits, checkpoint_dir)
 
 
 def evaluation_samples(splits: dict[str, data_mod.LabelledFiles], uploads: Uploads) -> list[Sample]:

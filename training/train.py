@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics_mod.print_metric("epochs", hp.epochs)
         # ---
         started = time.monotonic()
-        model, loaded, history = train(hp, splits, args.checkpoint_dir)
+        model, loaded, history = gate.fit(train, hp, splits, args.checkpoint_dir, uploads)  # issue 8: base set
         evaluate_and_export(model, loaded, history, hp, args.model_dir, args.output_data_dir,
                             time.monotonic() - started)
         gate.run_gate(args.model_dir, args.champion,  # issue 8: judge the challenger in this job

@@ -8,13 +8,16 @@ the registry; its gate (run inside the job) decided whether the pointer moves.
 
 from __future__ import annotations
 
+import json
+
 import boto3
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 
 from handlers.runtime import AWS_CONFIG, S3_CONFIG
 from screening import resources
 from screening.config import Settings
+from screening.http_inputs import ApiError
 from screening.retraining import JobAlreadyRunning, SageMakerJobs, condition_of_job, register_sagemaker_output
 from screening.training_contract import DEFAULT_CONDITION
 
@@ -29,6 +32,11 @@ def api_app() -> APIGatewayRestResolver:
 
         _api = APIGatewayRestResolver()
         _api.include_router(router)
+
+        @_api.exception_handler(ApiError)
+        def client_error(exc: ApiError) -> Response:
+            return Response(exc.status, content_types.APPLICATION_JSON,
+                            json.dumps({"error": exc.error, "message": exc.message}))
     return _api
 
 

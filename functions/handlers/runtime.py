@@ -47,6 +47,13 @@ class Runtime:
     def model(self) -> GlaucomaModel:
         return self.service.model
 
+    def service_for(self, condition: str) -> ScreeningService:
+        """A service screening with `condition`'s current model (same store and settings); raises
+        model_registry.UnknownCondition when no model serves it. For `?condition=` on /predict."""
+        model = self.models.get(condition)
+        return self.service if model is self.service.model else ScreeningService(model, self.service.store,
+                                                                                 self.settings)
+
     def refresh(self) -> None:
         """Serve the registry's current default model (a cheap clock check between refreshes)."""
         model = self.models.get()

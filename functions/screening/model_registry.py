@@ -26,10 +26,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from screening import resources
 from screening.inference import CARD_FILE, MODEL_FILE, GlaucomaModel
 from screening.training_contract import DEFAULT_CONDITION, GATE_FILE
 
-MODELS_PREFIX = "models/"
+MODELS_PREFIX = resources.MODEL_REGISTRY_PREFIX
 POINTER_FILE = "current.json"
 # What serving downloads from a version folder.
 SERVING_FILES = (MODEL_FILE, CARD_FILE)

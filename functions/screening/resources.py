@@ -15,9 +15,11 @@ METRICS_NAMESPACE = "GlaucomaScreening"
 # S3 layout of the image bucket. Results never go under INCOMING_PREFIX (it triggers us).
 INCOMING_PREFIX = "incoming/"
 TRAINING_DATA_PREFIX = "training-data/"
-# S3 layout of the model bucket.
-CURRENT_MODEL_PREFIX = "models/current/"
-CANDIDATE_MODEL_PREFIX = "models/candidates/"
+# S3 layout of the model bucket. The registry (model_registry.py): models/<condition>/<version>/ and
+# the pointer models/<condition>/current.json. Uploads for training: training-data/<condition>/uploads/.
+MODEL_REGISTRY_PREFIX = "models/"
+CURRENT_MODEL_PREFIX = "models/current/"  # before the registry (issue 8); no code reads it any more
+CANDIDATE_MODEL_PREFIX = "models/candidates/"  # idem
 TRAINING_OUTPUT_PREFIX = "training-output/"
 
 # Retraining: the one definition of the schedule (EventBridge syntax, UTC); the CDK rule and the

@@ -20,15 +20,17 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from screening import model_registry
+from screening import model_registry, resources
 from screening.config import Settings
 from screening.inference import CARD_FILE, MODEL_FILE
 from screening.training_contract import (CHAMPION_CHANNEL, DEFAULT_CONDITION, DEFAULT_SITE, GATE_FILE,
                                          JOB_NAME_PREFIX, METRIC_DEFINITIONS, METRIC_NAMES,  # noqa: F401
                                          UPLOADS_CHANNEL, parse_metric_lines)
 
-TRAINING_DATA_PREFIX = "training-data/"  # model bucket: training-data/<condition>/uploads/<label>/<site>/<file>
-TRAINING_OUTPUT_PREFIX = "training-output/"  # model bucket: <job>/output/model.tar.gz (SageMaker's layout)
+# Model bucket: training-data/<condition>/uploads/<label>/<site>/<file>, and SageMaker's
+# training-output/<job>/output/model.tar.gz (the prefixes are defined in resources.py).
+TRAINING_DATA_PREFIX = resources.TRAINING_DATA_PREFIX
+TRAINING_OUTPUT_PREFIX = resources.TRAINING_OUTPUT_PREFIX
 JOB_STATE_PREFIX = "training-jobs/"  # model bucket: the local runner's job records
 UPLOAD_TYPES = {"image/jpeg": ".jpg", "image/png": ".png", "image/tiff": ".tif", "image/webp": ".webp",
                 "image/bmp": ".bmp"}

@@ -196,3 +196,26 @@ def test_bundled_model_dir_per_condition(tmp_path):
     for name in (MODEL_FILE, CARD_FILE):
         shutil.copy(tmp_path / "m" / name, tmp_path / "m" / "cataract" / name)
     assert model_registry.bundled_model_dir(tmp_path / "m", "cataract") == tmp_path / "m" / "cataract"
+
+
+def test_the_schedule_starts_a_sagemaker_job_with_the_champion_and_the_uploads(s3, monkeypatch):
+    from handlers import retrain
+    from localcloud.lambda_context import LambdaContext
+
+    monkeypatch.setenv("MODEL_BUCKET", BUCKET)
+    monkeypatch.setenv("MODEL_DIR", MODELS)
+    monkeypatch.setenv("TRAINING_IMAGE_URI", "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:1")
+    monkeypatch.setenv("TRAINING_ROLE_ARN", "arn:aws:iam::123456789012:role/sagemaker-training")
+    s3.put_object(Bucket=BUCKET, Key="training-data/glaucoma/uploads/normal/clinic-a/1.jpg", Body=b"x")
+    started = retrain.start_handler({"source": "aws.events", "detail-type": "Scheduled Event"},
+                                    LambdaContext.for_function("retrain"))
+    job = started["training_job"] or started["running"]
+    assert job.startswith("screening-glaucoma-")
+    described = boto3.client("sagemaker", region_name="us-east-1").describe_training_job(TrainingJobName=job)
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in described["InputDataConfig"]}
+    bundled = json.loads(open(f"{MODELS}/{CARD_FILE}").read())["version"]
+    assert channels["champion"] == f"s3://{BUCKET}/models/glaucoma/{bundled}/"
+    assert model_registry.read_pointer(s3, BUCKET, "glaucoma")["version"] == bundled  # registered first
+    ignored = retrain.promote_handler({"detail": {"TrainingJobName": "someone-else", "TrainingJobStatus": "Completed"}},
+                                      LambdaContext.for_function("promote"))
+    assert ignored["promoted"] is False

@@ -4,7 +4,8 @@ Real parts: moto's server over HTTP (presigned PUTs go to it), the API
 handler invoked with API Gateway proxy events, the local runner spawning the
 training entry point (`python -m training.sagemaker train`) as a subprocess
 with the SageMaker environment, and the registry's pointer read by the running
-handlers. The jobs train a tiny budget (a few epochs at 96 px) on 20 uploads.
+handlers. The jobs train a tiny budget (a few epochs of the head) on the bundled base set's
+stored features plus 20 uploads, and are judged on the base test split plus the held-out uploads.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from PIL import Image, ImageOps
 
 from screening import resources
 
-TINY = {"epochs": "3", "batch_size": "8", "image_size": "96", "augmented_copies": "1", "patience": "10",
+# The base set's stored features (training/base_set/) plus the uploads, for a few epochs.
+TINY = {"epochs": "3", "batch_size": "32", "augmented_copies": "1", "patience": "10",
         "upload_holdout_fraction": "0.5"}
 BUNDLED = "acrima-effl0-grey-v1"
 SITE = "clinic-a"
@@ -169,9 +171,10 @@ def test_uploads_retrain_gate_promote_serve_and_roll_back(cloud, sample_files):
     assert done["progress"]["epochs"] == 3 and 1 <= done["progress"]["epoch"] <= 3
     decision = done["decision"]
     assert decision["champion"]["version"] == BUNDLED and decision["challenger"]["version"] == job
-    for side in ("champion", "challenger"):  # both scored on the same held-out uploads, per site
-        assert set(decision[side]["per_site"]) == {SITE}
-        assert decision[side]["overall"]["n"] == decision["evaluation_set"]["images"] > 0
+    assert decision["evaluation_set"]["per_site"]["base"] == 105 and decision["evaluation_set"]["per_site"][SITE]
+    for side in ("champion", "challenger"):  # both scored on the same images: base test + held-out uploads
+        assert set(decision[side]["per_site"]) == {"base", SITE}
+        assert decision[side]["overall"]["n"] == decision["evaluation_set"]["images"]
     assert "gate_challenger_auc" in done["metrics"]
 
     # -- the running handlers serve the new version, without a restart, in the API and the S3 path ---

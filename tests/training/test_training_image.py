@@ -6,6 +6,10 @@ copies exactly what the Dockerfile copies into a program folder, and runs a
 smoke job through the image's entry point (`python -m training.sagemaker
 train`) under the SageMaker contract: SM_* variables, /opt/ml (moved by
 OPT_ML_ROOT), string hyperparameters, the model folder and the failure file.
+
+The smoke job trains the second condition (normal/ + cataract/ folders,
+`condition=cataract`), so the same job also shows that a condition other
+than glaucoma trains and serves with the same commands.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,14 +71,16 @@ def test_the_test_copies_what_the_dockerfile_copies():
 def test_smoke_job_runs_in_a_venv_with_only_the_training_requirements(training_venv, program, tmp_path,
                                                                        sample_files):
     opt_ml = tmp_path / "opt_ml"
+    fixtures = {"normal": sample_files["normal"], "cataract": sample_files["glaucoma"]}  # stand-in images
     for channel, start, count in (("train", 0, 3), ("validation", 3, 2), ("test", 5, 1)):
-        for label, files in sample_files.items():
+        for label, files in fixtures.items():
             (opt_ml / "input" / "data" / channel / label).mkdir(parents=True)
             for f in files[start:start + count]:
                 shutil.copy(f, opt_ml / "input" / "data" / channel / label / f.name)
     (opt_ml / "input" / "config").mkdir(parents=True)
     (opt_ml / "input" / "config" / "hyperparameters.json").write_text(json.dumps(
-        {"epochs": "1", "batch_size": "4", "image_size": "64", "model_version": "image-smoke"}))
+        {"epochs": "1", "batch_size": "4", "image_size": "64", "model_version": "image-smoke",
+         "condition": "cataract", "augmented_copies": "1"}))
     probe = ("import runpy, sys; sys.argv = ['training.sagemaker', 'train']; code = 0\n"
              "try:\n    runpy.run_module('training.sagemaker', run_name='__main__')\n"
              "except SystemExit as e:\n    code = e.code\n"
@@ -85,6 +92,8 @@ def test_smoke_job_runs_in_a_venv_with_only_the_training_requirements(training_v
     assert "SDK_IMPORTED=False" in result.stdout
     card = json.loads((opt_ml / "model" / "model.json").read_text())
     assert card["version"] == "image-smoke"
+    assert card["condition"] == "cataract" and card["class_names"] == ["normal", "cataract"]
+    assert json.loads((opt_ml / "model" / "gate.json").read_text())["evaluation_set"]["images"] == 2
     assert (opt_ml / "model" / "glaucoma.tflite").stat().st_size > 100_000
     assert re.search(r"METRIC test_auc=([-+0-9.eE]+|nan)", result.stdout)
     assert not (opt_ml / "output" / "failure").exists()
@@ -92,6 +101,12 @@ def test_smoke_job_runs_in_a_venv_with_only_the_training_requirements(training_v
                                 "print([m for m in ('boto3', 'botocore') if u.find_spec(m)])"],
                                capture_output=True, text=True, timeout=60)
     assert installed.stdout.strip() == "[]"
+
+    from screening.inference import GlaucomaModel  # served by the serving code, labels from the card
+
+    served = GlaucomaModel(opt_ml / "model")
+    images = np.random.default_rng(1).random((4, 64, 64, 3), np.float32)
+    assert {p.label for p in served.predict(images)} <= {"normal", "cataract"}
 
 
 @pytest.mark.slow
