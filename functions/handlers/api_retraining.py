@@ -58,6 +58,8 @@ def require_model_bucket() -> None:
 def training_jobs():
     """SageMaker on AWS; the local cloud's subprocess runner when TRAINING_RUNNER=local."""
     rt = runtime()
+    if rt.settings.training_runner == "disabled":  # e.g. a fuzzing run against the local cloud
+        raise ApiError(503, "retraining_disabled", "Training jobs are disabled here (TRAINING_RUNNER=disabled).")
     if rt.settings.training_runner == "local":
         from localcloud.training_jobs import LocalTrainingJobs  # only present in the local cloud
 

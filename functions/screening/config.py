@@ -42,7 +42,8 @@ class Settings:
     training_role_arn: str = ""
     training_instance_type: str = "ml.m5.xlarge"
     training_max_runtime_seconds: int = 3600
-    training_runner: str = "sagemaker"  # "local": the local cloud's subprocess runner (localcloud/training_jobs.py)
+    # "sagemaker"; "local": the local cloud's subprocess runner (localcloud/training_jobs.py); "disabled"
+    training_runner: str = "sagemaker"
     training_state_dir: str = ""  # local runner: where each job's /opt/ml-like folder lives
     retrain_schedule: str = resources.RETRAIN_SCHEDULE  # EventBridge expression; the local cloud runs it too
 
