@@ -219,3 +219,42 @@ def test_the_schedule_starts_a_sagemaker_job_with_the_champion_and_the_uploads(s
     ignored = retrain.promote_handler({"detail": {"TrainingJobName": "someone-else", "TrainingJobStatus": "Completed"}},
                                       LambdaContext.for_function("promote"))
     assert ignored["promoted"] is False
+
+
+def test_sagemaker_jobs_answer_409_with_the_running_job(s3):
+    """moto completes jobs at once, so botocore's Stubber (which validates against the API model)
+    plays SageMaker with one job in progress."""
+    from datetime import datetime, timezone
+
+    from botocore.stub import Stubber
+
+    from screening.retraining import JobAlreadyRunning, SageMakerJobs
+
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    running = {"TrainingJobName": "screening-glaucoma-20261122-000000", "TrainingJobStatus": "InProgress",
+               "TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/screening-glaucoma-20261122-000000",
+               "CreationTime": datetime(2026, 11, 22, tzinfo=timezone.utc)}
+    with Stubber(sagemaker) as stub:
+        stub.add_response("list_training_jobs", {"TrainingJobSummaries": [running]},
+                          {"NameContains": "screening-", "StatusEquals": "InProgress", "MaxResults": 1})
+        with pytest.raises(JobAlreadyRunning) as raised:
+            SageMakerJobs(sagemaker, s3, Settings(model_bucket=BUCKET, model_dir=MODELS)).start("glaucoma", {})
+    assert raised.value.job == running["TrainingJobName"]
+
+
+def test_a_local_runner_that_died_frees_the_lock_and_its_job_says_why(s3):
+    from localcloud.training_jobs import LOCK_KEY, STALE_AFTER_SECONDS, LocalTrainingJobs, state_key
+
+    jobs = LocalTrainingJobs(s3, Settings(model_bucket=BUCKET, model_dir=MODELS))
+    job = "screening-glaucoma-20261122-000000"
+    s3.put_object(Bucket=BUCKET, Key=LOCK_KEY, Body=json.dumps({"training_job": job, "created": 0}).encode())
+    jobs.write_state({"training_job": job, "condition": "glaucoma", "status": "InProgress", "metrics": {},
+                      "hyperparameters": {"epochs": "5"}, "failure_reason": None})
+    assert jobs.running() == job  # fresh heartbeat: it runs
+    record = json.loads(s3.get_object(Bucket=BUCKET, Key=state_key(job))["Body"].read())
+    record["updated_at"] -= STALE_AFTER_SECONDS + 1
+    s3.put_object(Bucket=BUCKET, Key=state_key(job), Body=json.dumps(record).encode())
+    assert jobs.running() is None
+    described = jobs.describe(job)
+    assert described["status"] == "Failed" and "runner stopped" in described["failure_reason"]
+    assert described["progress"] == {"epoch": 0, "epochs": 5}
