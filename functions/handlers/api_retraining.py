@@ -125,8 +125,10 @@ def describe_retraining(job: str) -> Response[dict]:
 def list_models() -> Response[dict]:
     require_model_bucket()
     rt, name = runtime(), condition()
-    retraining.ensure_champion(rt.s3, rt.settings, name)
     pointer = model_registry.read_pointer(rt.s3, rt.settings.model_bucket, name)
+    if pointer is None:  # read-only: the bundled model serves until the first job registers it
+        bundled = model_registry.bundled_model_dir(rt.settings.model_dir, name)
+        pointer = {"condition": name, "version": rt.models.get(name).version, "source": "bundled"} if bundled else None
     return ok({"condition": name, "current": pointer,
                "versions": model_registry.list_versions(rt.s3, rt.settings.model_bucket, name),
                "refresh_seconds": rt.settings.model_refresh_seconds})
