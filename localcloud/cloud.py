@@ -81,6 +81,8 @@ class LocalCloud:
         }
         if self.model_dir:
             env["MODEL_DIR"] = str(self.model_dir)
+        # --- issue 8: the model registry in the model bucket, training jobs run by localcloud/training_jobs.py
+        env.update(MODEL_BUCKET=self.names.model_bucket, TRAINING_RUNNER="local")
         # Quiet by default on a terminal; LOCAL_LOG_LEVEL=INFO shows the handlers' JSON logs and
         # LOCAL_METRICS=1 their EMF metric lines, as CloudWatch would receive them.
         env["POWERTOOLS_LOG_LEVEL"] = os.environ.get("LOCAL_LOG_LEVEL", "WARNING")
@@ -113,9 +115,16 @@ class LocalCloud:
         self._poller = SqsPoller(self.client("sqs"), self.resources.queue_url, self.resources.queue_arn,
                                  sqs_consumer.handler, REGION, retry_delay_s=self.retry_delay_s)
         self._poller.start()
+        # --- issue 8: the retrain schedule (resources.RETRAIN_SCHEDULE, or RETRAIN_SCHEDULE) runs locally too
+        from localcloud.schedule import start_local_schedule
+        from screening.config import Settings
+
+        self._schedule = start_local_schedule(self.client("s3"), Settings.from_env())
         return self
 
     def stop(self) -> None:
+        if getattr(self, "_schedule", None):  # issue 8
+            self._schedule.stop()
         if self._poller:
             self._poller.stop()
         if self._api_server:

@@ -5,8 +5,8 @@ Every metric line the job prints has the form
     METRIC <name>=<float>
 
 and the regex for <name> is `METRIC <name>=([-+0-9.eE]+|nan)` (SageMaker takes
-the first group). `METRIC_DEFINITIONS` (defined in functions/screening/retraining.py)
-lists the ones the retrain Lambda hands to CreateTrainingJob.
+the first group). `METRIC_DEFINITIONS` (defined in functions/screening/training_contract.py,
+which imports no AWS SDK) lists the ones the retrain Lambda hands to CreateTrainingJob.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from typing import TextIO
 import numpy as np
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
-# One list for the job and for the retrain Lambda that hands the regexes to SageMaker.
-from screening.retraining import METRIC_DEFINITIONS, METRIC_NAMES  # noqa: E402,F401
+# One list for the job and for the retrain Lambda that hands the regexes to SageMaker. The
+# module is AWS-free: the training image does not install boto3 (training/requirements.txt).
+from screening.training_contract import METRIC_DEFINITIONS, METRIC_NAMES  # noqa: F401
 
 
 def print_metric(name: str, value: float, stream: TextIO | None = None) -> None:

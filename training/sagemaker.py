@@ -6,6 +6,10 @@
 - the model: SM_MODEL_DIR (default /opt/ml/model), packed to model.tar.gz;
 - reports: SM_OUTPUT_DATA_DIR (default /opt/ml/output/data);
 - failure: the reason in /opt/ml/output/failure and a non-zero exit.
+
+The training image's entry point is `python -m training.sagemaker train`: this module imports
+only the standard library, so even a failing import of the training code (a missing package in
+the image) is reported through the failure file.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+import traceback
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import get_type_hints
@@ -22,6 +28,8 @@ def opt_ml() -> Path:
     return Path(os.environ.get("OPT_ML_ROOT", "/opt/ml"))
 
 CHANNELS = ("train", "validation", "test")
+# Optional channels: labelled uploads (<label>/<site>/<file>) and the serving champion's model folder.
+EXTRA_CHANNELS = ("uploads", "champion")
 
 
 @dataclass
@@ -41,6 +49,13 @@ class Hyperparameters:
     pretrained: bool = True
     fine_tune_from_block: int = 11  # 11 = the whole pretrained trunk stays frozen
     model_version: str = ""
+    # the condition this job trains: data folders normal/ + <positive_class>/ (default: the condition)
+    condition: str = "glaucoma"
+    positive_class: str = ""
+    # the promotion gate (training/gate.py)
+    gate_auc_margin: float = 0.01  # the challenger's AUC may be this much below the champion's
+    gate_min_sensitivity: float = 0.85  # at the challenger's own threshold, on the evaluation images
+    upload_holdout_fraction: float = 0.25  # share of each site's uploads kept for evaluation only
 
 
 def _parse_bool(text: str) -> bool:
@@ -84,7 +99,7 @@ def parse_hyperparameters(argv: list[str] | None = None) -> tuple[Hyperparameter
                             help=f"{kind.__name__} (default {getattr(Hyperparameters, name)!r})")
     parser.add_argument("--data", type=Path, default=None,
                         help="local data root (any accepted layout); overrides the channels")
-    for channel in CHANNELS:
+    for channel in CHANNELS + EXTRA_CHANNELS:
         parser.add_argument(f"--{channel}", type=Path, default=None, help=f"the {channel} channel")
     parser.add_argument("--model-dir", type=Path,
                         default=Path(os.environ.get("SM_MODEL_DIR", opt_ml() / "model")))
@@ -96,7 +111,7 @@ def parse_hyperparameters(argv: list[str] | None = None) -> tuple[Hyperparameter
     for name, kind in types.items():
         if getattr(args, name) is not None:
             values[name] = _coerce(name, kind, getattr(args, name))
-    for channel in CHANNELS:
+    for channel in CHANNELS + EXTRA_CHANNELS:
         if getattr(args, channel) is None:
             env = os.environ.get(f"SM_CHANNEL_{channel.upper()}")
             default = opt_ml() / "input" / "data" / channel
@@ -114,3 +129,21 @@ def write_failure(reason: str) -> Path | None:
         return path
     except OSError:
         return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Import the training code inside the try, so an image missing a package fails loudly."""
+    try:
+        from training.train import main as train_main
+    except Exception as exc:  # noqa: BLE001 - any import failure must reach the failure file
+        traceback.print_exc()
+        reason = f"the training code failed to import: {type(exc).__name__}: {exc}"
+        where = write_failure(reason)
+        print(f"training failed: {reason}" + (f" (written to {where})" if where else ""),
+              file=sys.stderr, flush=True)
+        return 1
+    return train_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -77,6 +77,7 @@ def _callbacks(hp: Hyperparameters, checkpoint: Path, patience: int) -> list:
         """One `METRIC name=value` line per metric and epoch, for SageMaker's regexes."""
 
         def on_epoch_end(self, epoch, logs=None):
+            metrics_mod.print_metric("epoch", epoch + 1)  # progress (issue 8): epoch of `epochs`
             for key in ("loss", "auc", "val_loss", "val_auc"):
                 if logs and key in logs:
                     name = key if key.startswith("val_") else f"train_{key}"
@@ -234,11 +235,21 @@ def main(argv: list[str] | None = None) -> int:
         argv = argv[1:]
     try:
         hp, args = parse_hyperparameters(argv)
-        splits = resolve_splits(args, hp)
+        # --- issue 8: condition, labelled uploads, the promotion gate (training/gate.py) ---
+        from training import gate
+        class_names = gate.configure_classes(hp.condition, hp.positive_class)
+        uploads = gate.read_uploads(args.uploads, class_names, hp.upload_holdout_fraction)
+        splits = gate.job_splits(resolve_splits, args, hp, uploads)
+        metrics_mod.print_metric("epochs", hp.epochs)
+        # ---
         started = time.monotonic()
-        model, loaded, history = train(hp, splits, args.checkpoint_dir)
+        model, loaded, history = gate.fit(train, hp, splits, args.checkpoint_dir, uploads)  # issue 8: base set
         evaluate_and_export(model, loaded, history, hp, args.model_dir, args.output_data_dir,
                             time.monotonic() - started)
+        gate.run_gate(args.model_dir, args.champion,  # issue 8: judge the challenger in this job
+                      gate.evaluation_samples(splits, uploads),
+                      hp.gate_auc_margin, hp.gate_min_sensitivity, hp.condition, class_names,
+                      args.output_data_dir)
         print(f"model written to {args.model_dir}, report to {args.output_data_dir}", flush=True)
         return 0
     except Exception as exc:  # the job must fail loudly, with its reason on file

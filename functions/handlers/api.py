@@ -33,6 +33,7 @@ from screening.config import Settings
 from screening.http_inputs import (CONTROL_CHARACTERS, REJECTION_STATUS, ApiError, UploadedFile, check_cursor,
                                    header, idempotency_key, parse_json_object, parse_limit, parse_multipart,
                                    raw_body)
+from handlers.api_retraining import router as retraining_router
 from screening.preprocessing import ImageRejected
 from screening.records import InvalidCursor, s3_record_id
 from screening.service import ScreeningRequest, ScreeningResult
@@ -44,6 +45,7 @@ app = APIGatewayRestResolver(cors=CORSConfig(allow_origin=Settings.from_env().co
 PUBLIC_FIELDS = ("id", "status", "label", "probability", "confidence", "threshold", "model_version",
                  "latency_ms", "quality_flags", "created_at", "source", "key", "reason", "message",
                  "heatmap", "image")
+app.include_router(retraining_router)  # issue 8: uploads/training, dataset, retrain, models
 IMAGE_TYPES = {"image/jpeg": ".jpg", "image/png": ".png", "image/tiff": ".tif", "image/webp": ".webp",
                "image/bmp": ".bmp"}
 RECORD_ID = re.compile(r"[0-9a-f]{32}")

@@ -1,7 +1,10 @@
-"""Per-container singletons: settings, AWS clients, the model, the service.
+"""Per-container singletons: settings, AWS clients, the models, the service.
 
 Built once, at import time inside Lambda (the init phase), lazily elsewhere so
-tests can set the environment first.
+tests can set the environment first. Every `runtime()` call (one per
+invocation) lets the registry refresh the served model: at most every
+MODEL_REFRESH_SECONDS it reads the condition's pointer and, when it moved,
+loads the new version; the swap happens between invocations, never inside one.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from botocore.config import Config
 from screening import resources
 from screening.config import Settings
 from screening.inference import GlaucomaModel
-from screening.model_registry import fetch_current_model
+from screening.model_registry import ServingModels
 from screening.records import ResultStore
 from screening.service import ScreeningService
 
@@ -38,27 +41,52 @@ class Runtime:
     s3: object
     sqs: object
     service: ScreeningService
+    models: ServingModels
 
     @property
     def model(self) -> GlaucomaModel:
         return self.service.model
 
+    def service_for(self, condition: str) -> ScreeningService:
+        """A service screening with `condition`'s current model (same store and settings); raises
+        model_registry.UnknownCondition when no model serves it. For `?condition=` on /predict."""
+        model = self.models.get(condition)
+        return self.service if model is self.service.model else ScreeningService(model, self.service.store,
+                                                                                 self.settings)
+
+    def refresh(self) -> None:
+        """Serve the registry's current default model (a cheap clock check between refreshes)."""
+        model = self.models.get()
+        if model is not self.service.model:
+            logger.info("model switched", extra={"from_version": self.service.model.version,
+                                                 "to_version": model.version})
+            self.service.model = model
+
+
+def runtime() -> Runtime:
+    rt = _build_runtime()
+    rt.refresh()
+    return rt
+
 
 @lru_cache(maxsize=1)
-def runtime() -> Runtime:
+def _build_runtime() -> Runtime:
     settings = Settings.from_env()
     session = boto3.session.Session()
     s3 = session.client("s3", config=S3_CONFIG)
     sqs = session.client("sqs", config=AWS_CONFIG)
     dynamodb = session.resource("dynamodb", config=AWS_CONFIG)
-    model_dir = Path(settings.model_dir)
-    if settings.model_bucket:
-        model_dir = fetch_current_model(s3, settings.model_bucket, Path(settings.model_cache_dir),
-                                        fallback=model_dir)
-    model = GlaucomaModel(model_dir, num_threads=settings.inference_threads or None)
-    logger.info("model loaded", extra={"model_version": model.version, "model_dir": str(model_dir)})
+    models = ServingModels(s3, settings.model_bucket, Path(settings.model_cache_dir), Path(settings.model_dir),
+                           refresh_seconds=settings.model_refresh_seconds,
+                           num_threads=settings.inference_threads or None)
+    model = models.get()
+    logger.info("model loaded", extra={"model_version": model.version})
     store = ResultStore(settings.results_table, dynamodb)
-    return Runtime(settings=settings, s3=s3, sqs=sqs, service=ScreeningService(model, store, settings))
+    return Runtime(settings=settings, s3=s3, sqs=sqs, service=ScreeningService(model, store, settings),
+                   models=models)
+
+
+runtime.cache_clear = _build_runtime.cache_clear  # type: ignore[attr-defined]
 
 
 def warm_in_lambda() -> None:

@@ -25,6 +25,10 @@ class Settings:
     dead_letter_queue_url: str = ""
     model_dir: str = str(BUNDLED_MODEL_DIR)
     model_cache_dir: str = "/tmp/model"
+    # How often (at most) a running function reads the registry's pointer
+    # (models/<condition>/current.json) to pick up a promoted or rolled-back model without a
+    # restart: a promotion reaches every warm container within this many seconds.
+    model_refresh_seconds: int = 60
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     max_api_body_bytes: int = resources.MAX_API_BODY_BYTES
@@ -41,6 +45,10 @@ class Settings:
     training_role_arn: str = ""
     training_instance_type: str = "ml.m5.xlarge"
     training_max_runtime_seconds: int = 3600
+    # "sagemaker"; "local": the local cloud's subprocess runner (localcloud/training_jobs.py); "disabled"
+    training_runner: str = "sagemaker"
+    training_state_dir: str = ""  # local runner: where each job's /opt/ml-like folder lives
+    retrain_schedule: str = resources.RETRAIN_SCHEDULE  # EventBridge expression; the local cloud runs it too
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":

@@ -36,16 +36,24 @@ class ModelCard:
     threshold: float
     input_size: int
     metrics: dict
+    # (negative, positive): the labels the model answers; from the card, so another condition's
+    # model (normal/cataract) serves with the same code. Cards without them are glaucoma models.
+    class_names: tuple[str, str] = ("normal", "glaucoma")
+    condition: str = "glaucoma"
 
     @classmethod
     def read(cls, path: Path) -> "ModelCard":
         card = json.loads(Path(path).read_text())
+        class_names = tuple(card.get("class_names") or ("normal", "glaucoma"))
         return cls(version=str(card["version"]), threshold=float(card["threshold"]),
-                   input_size=int(card["input_size"]), metrics=card.get("metrics", {}))
+                   input_size=int(card["input_size"]), metrics=card.get("metrics", {}),
+                   class_names=class_names,  # type: ignore[arg-type]
+                   condition=str(card.get("condition") or class_names[1]))
 
 
-def label_for(probability: float, threshold: float) -> str:
-    return "glaucoma" if probability >= threshold else "normal"
+def label_for(probability: float, threshold: float,
+              class_names: tuple[str, str] = ("normal", "glaucoma")) -> str:
+    return class_names[1] if probability >= threshold else class_names[0]
 
 
 class GlaucomaModel:
@@ -82,7 +90,7 @@ class GlaucomaModel:
         results = []
         for probability, cam in zip(probabilities, cams):
             p = float(probability)
-            label = label_for(p, self.threshold)
+            label = label_for(p, self.threshold, self.card.class_names)
             results.append(Prediction(probability=p, label=label,
-                                      confidence=p if label == "glaucoma" else 1.0 - p, cam=cam))
+                                      confidence=p if label == self.card.class_names[1] else 1.0 - p, cam=cam))
         return results

@@ -17,10 +17,16 @@ METRICS_NAMESPACE = "GlaucomaScreening"
 INCOMING_PREFIX = "incoming/"
 TRAINING_DATA_PREFIX = "training-data/"
 RESULTS_PREFIX = "results/"  # heatmap overlays of S3-path predictions: results/<id>/heatmap.png
-# S3 layout of the model bucket.
-CURRENT_MODEL_PREFIX = "models/current/"
-CANDIDATE_MODEL_PREFIX = "models/candidates/"
+# S3 layout of the model bucket. The registry (model_registry.py): models/<condition>/<version>/ and
+# the pointer models/<condition>/current.json. Uploads for training: training-data/<condition>/uploads/.
+MODEL_REGISTRY_PREFIX = "models/"
+CURRENT_MODEL_PREFIX = "models/current/"  # before the registry (issue 8); no code reads it any more
+CANDIDATE_MODEL_PREFIX = "models/candidates/"  # idem
 TRAINING_OUTPUT_PREFIX = "training-output/"
+
+# Retraining: the one definition of the schedule (EventBridge syntax, UTC); the CDK rule and the
+# local cloud's scheduler (localcloud/schedule.py) both run this expression.
+RETRAIN_SCHEDULE = "cron(0 3 ? * SUN *)"
 
 # SQS -> Lambda event source mapping.
 SQS_BATCH_SIZE = 10

@@ -77,17 +77,19 @@ class ScreeningService:
         never stored. The accepted images share one model call; if it fails, each is run
         alone so that one tensor cannot sink its batch-mates.
         """
+        model = self.model  # one model for the whole batch, even if a refresh swaps it meanwhile
         results: list[ScreeningResult | None] = [None] * len(requests)
         accepted: list[tuple[int, np.ndarray, ImageInfo]] = []
         flags_by_index: dict[int, list[str]] = {}
         for i, request in enumerate(requests):
             try:
-                tensor, info = preprocess_bytes(request.data, max_pixels=self.settings.max_image_pixels,
+                tensor, info = preprocess_bytes(request.data, size=model.card.input_size,
+                                                max_pixels=self.settings.max_image_pixels,
                                                 max_bytes=self.settings.max_image_bytes)
                 flags_by_index[i] = quality.gate(tensor, info)  # raises ImageRejected if unusable
                 accepted.append((i, tensor, info))
             except ImageRejected as exc:
-                results[i] = ScreeningResult(self._rejected_record(request, exc.reason, exc.message))
+                results[i] = ScreeningResult(self._rejected_record(request, exc.reason, exc.message, model))
             except MemoryError as exc:
                 results[i] = self._failed(request, "preprocessing", exc)
             except Exception as exc:  # a decoder bug on these bytes: deterministic, so reject it
@@ -95,18 +97,18 @@ class ScreeningService:
                                                                    "error": type(exc).__name__})
                 results[i] = ScreeningResult(self._rejected_record(
                     request, "undecodable", "The image could not be decoded."))
-        for (i, tensor, info), prediction in zip(accepted, self._predict_isolated(accepted)):
+        for (i, tensor, info), prediction in zip(accepted, self._predict_isolated(model, accepted)):
             request = requests[i]
             if isinstance(prediction, Exception):
                 results[i] = self._failed(request, "model", prediction)
                 continue
-            record = self._base_record(request)
+            record = self._base_record(request, model)
             record.update(
                 status="ok",
                 label=prediction.label,
                 probability=round(prediction.probability, 6),
                 confidence=round(prediction.confidence, 6),
-                threshold=self.model.threshold,
+                threshold=model.threshold,
                 quality_flags=flags_by_index[i],
                 image={"format": info.format, "mode": info.mode, "width": info.width,
                        "height": info.height, "bytes": len(request.data)},
@@ -116,12 +118,12 @@ class ScreeningService:
             results[i] = ScreeningResult(record, model_input=tensor, cam=prediction.cam)
         return [r for r in results if r is not None]
 
-    def _predict_isolated(self, accepted: list[tuple[int, np.ndarray, ImageInfo]]) -> list:
+    def _predict_isolated(self, model: GlaucomaModel, accepted: list[tuple[int, np.ndarray, ImageInfo]]) -> list:
         """One model call for all; on failure one call per image, each failure its own."""
         if not accepted:
             return []
         try:
-            return list(self.model.predict(np.stack([tensor for _, tensor, _ in accepted])))
+            return list(model.predict(np.stack([tensor for _, tensor, _ in accepted])))
         except Exception as exc:
             if len(accepted) == 1:
                 return [exc]
@@ -130,7 +132,7 @@ class ScreeningService:
         outcomes: list = []
         for _, tensor, _ in accepted:
             try:
-                outcomes.append(self.model.predict(tensor[np.newaxis])[0])
+                outcomes.append(model.predict(tensor[np.newaxis])[0])
             except Exception as exc:
                 outcomes.append(exc)
         return outcomes
@@ -161,17 +163,18 @@ class ScreeningService:
         self.store.put_new(record, self.settings.result_retention_days)
         return record
 
-    def _base_record(self, request: ScreeningRequest) -> dict:
+    def _base_record(self, request: ScreeningRequest, model: GlaucomaModel | None = None) -> dict:
         return {
             "id": request.record_id,
             **bounded_source(request.source),
-            "model_version": self.model.version,
+            "model_version": (model or self.model).version,
             "received_at": request.received_at,
             "created_at": utc_now(),
         }
 
-    def _rejected_record(self, request: ScreeningRequest, reason: str, message: str) -> dict:
-        record = self._base_record(request)
+    def _rejected_record(self, request: ScreeningRequest, reason: str, message: str,
+                         model: GlaucomaModel | None = None) -> dict:
+        record = self._base_record(request, model)
         record.update(status="rejected", reason=reason, message=message,
                       latency_ms=round((time.perf_counter() - request.started) * 1000, 1))
         return record

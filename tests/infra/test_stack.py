@@ -11,6 +11,7 @@ from pathlib import Path
 from aws_cdk.assertions import Annotations, Match
 
 from screening import resources, telemetry
+from screening.training_contract import JOB_NAME_PREFIX
 from tests.infra.conftest import by_id, only
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,7 +157,7 @@ def test_retraining_schedule_role_and_trigger(template, custom_template):
     statements = [s for p in template.find_resources("AWS::IAM::Policy").values()
                   for s in p["Properties"]["PolicyDocument"]["Statement"]]
     create = next(s for s in statements if "sagemaker:CreateTrainingJob" in json.dumps(s["Action"]))
-    assert "training-job/glaucoma-*" in json.dumps(create["Resource"])
+    assert f"training-job/{JOB_NAME_PREFIX}*" in json.dumps(create["Resource"])  # issue 8: screening-
     pass_role = next(s for s in statements if s["Action"] == "iam:PassRole")
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 

@@ -20,6 +20,7 @@ class CapturingModel:
 
     def __init__(self, real: GlaucomaModel) -> None:
         self.real, self.seen = real, []
+        self.card = real.card  # serving preprocesses at the card's input size (issue 8)
 
     def predict(self, batch):
         self.seen.append(batch.copy())

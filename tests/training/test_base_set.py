@@ -1,0 +1,47 @@
+"""The base set travels with the project, and its stored features match the current trunk."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from training import base_set, data as data_mod
+from training.sagemaker import Hyperparameters
+
+
+def test_the_base_set_travels_with_the_project():
+    folder = base_set.find("glaucoma")
+    assert folder is not None, "training/base_set/glaucoma/ is missing: run `make base-set`"
+    summary = json.loads((base_set.BASE_SET_DIR / "glaucoma.json").read_text())
+    splits = base_set.eval_splits(folder)
+    assert len(splits["val"]) == sum(summary["by_split"]["val"].values())
+    assert len(splits["test"]) == sum(summary["by_split"]["test"].values())
+    stored = np.load(base_set.features_path("glaucoma"))
+    n_train = sum(summary["by_split"]["train"].values())
+    assert stored["train_features"].shape[0] == n_train * (summary["augmented_copies"] + 1)
+    assert stored["train_labels"].shape[0] == stored["train_features"].shape[0]
+    size = sum(p.stat().st_size for p in base_set.BASE_SET_DIR.rglob("*") if p.is_file())
+    assert size < 3_000_000  # small enough for the repository and the training image
+
+
+def test_stored_features_match_the_trunk_and_stale_ones_say_how_to_regenerate(tmp_path):
+    """Fails when the trunk or the preprocessing changed without `make base-set`."""
+    hp = Hyperparameters()
+    folder = base_set.find("glaucoma")
+    _, pooled = base_set._pooled_model(hp)
+    stored = np.load(base_set.features_path("glaucoma"))
+    base_set.check_probes(pooled, stored, folder, hp.image_size)  # the committed files are current
+    stale = dict(stored)
+    stale["probe_features"] = stored["probe_features"] + np.float16(0.5)
+    np.savez(tmp_path / "stale.npz", **stale)
+    with pytest.raises(data_mod.DataLayoutError, match="make base-set"):
+        base_set.check_probes(pooled, np.load(tmp_path / "stale.npz"), folder, hp.image_size)
+
+
+def test_hyperparameters_that_cannot_use_stored_features_are_recognised():
+    assert base_set.compatible(Hyperparameters())
+    assert not base_set.compatible(Hyperparameters(image_size=96))
+    assert not base_set.compatible(Hyperparameters(pretrained=False))
+    assert not base_set.compatible(Hyperparameters(fine_tune_from_block=9))

@@ -1,0 +1,216 @@
+"""The base set: the data a job retrains from when it gets no data channel (a fresh clone, the
+training image), so the product never needs ../shared at run time.
+
+    training/base_set/<condition>/val/{normal,<positive>}/*.jpg    224-px JPEGs (quality 85)
+    training/base_set/<condition>/test/{normal,<positive>}/*.jpg
+    training/base_set/<condition>-train-features.npz                pooled trunk features of train
+    training/base_set/<condition>.json                              counts, source, trunk fingerprint
+
+Why this split: the frozen-trunk head trains on the trunk's pooled features,
+so the training split travels as those features (the original images and
+`augmented_copies` augmented copies, float16: ~0.45 MB for ACRIMA's 495 train
+images), while val (the threshold) and test (the gate's base split) are scored
+through the whole model and travel as small images (~1.3 MB for 210 images).
+
+The features depend on the trunk, its input size and the preprocessing. When
+any of them changes, regenerate with one command:
+
+    make base-set                     # = python -m training.base_set --data $(ACRIMA_DIR)
+
+A job checks the stored features against the current trunk on the stored
+probe images, and fails with that instruction when they disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training import data as data_mod
+
+BASE_SET_DIR = Path(__file__).resolve().parent / "base_set"
+JPEG_QUALITY = 85
+PROBES = 8  # val images whose features are stored too, to detect a changed trunk
+PROBE_TOLERANCE = 2e-2  # float16 storage
+
+
+def features_path(condition: str, root: Path = BASE_SET_DIR) -> Path:
+    return Path(root) / f"{condition}-train-features.npz"
+
+
+def find(condition: str, root: Path = BASE_SET_DIR) -> Path | None:
+    folder = Path(root) / condition
+    return folder if (folder / "val").is_dir() and (folder / "test").is_dir() else None
+
+
+def eval_splits(folder: Path) -> dict[str, data_mod.LabelledFiles]:
+    return {name: data_mod.list_labelled_folder(Path(folder) / name) for name in ("val", "test")}
+
+
+def compatible(hp) -> bool:
+    """Stored features fit only the frozen, pretrained trunk at the base set's input size."""
+    from training.network import TRUNK_BLOCKS
+
+    summary = json.loads((BASE_SET_DIR / f"{hp.condition}.json").read_text())
+    return (hp.pretrained and hp.fine_tune_from_block >= TRUNK_BLOCKS and not hp.cam_channels
+            and hp.image_size == summary["image_size"])
+
+
+def _pooled_model(hp):
+    import keras
+
+    from training.network import DEFAULT_BACKBONE_WEIGHTS, POOL_LAYER, build_classifier
+
+    model = build_classifier(input_size=hp.image_size, cam_channels=hp.cam_channels, dropout=hp.dropout,
+                             fine_tune_from_block=hp.fine_tune_from_block,
+                             backbone_weights=DEFAULT_BACKBONE_WEIGHTS)
+    return model, keras.Model(model.inputs, model.get_layer(POOL_LAYER).output)
+
+
+def _features_with_copies(pooled, images: np.ndarray, hp) -> np.ndarray:
+    """The images' pooled features and those of `augmented_copies` augmented copies (as train.py)."""
+    from training.augment import make_augmenter
+
+    augment = make_augmenter(hp.seed, acquisition_probability=hp.acquisition_probability)
+    features = [pooled.predict(images, batch_size=hp.batch_size, verbose=0)]
+    for _ in range(hp.augmented_copies):
+        copy = np.concatenate([np.asarray(augment(images[i:i + hp.batch_size]))
+                               for i in range(0, len(images), hp.batch_size)])
+        features.append(pooled.predict(copy, batch_size=hp.batch_size, verbose=0))
+    return np.concatenate(features)
+
+
+def check_probes(pooled, stored: np.lib.npyio.NpzFile, folder: Path, image_size: int) -> None:
+    files = data_mod.LabelledFiles()
+    for name in stored["probe_files"]:
+        files.add(Path(folder) / str(name), 0)
+    images = data_mod.load_images(files, size=image_size).images
+    now = pooled.predict(images, verbose=0)
+    gap = float(np.max(np.abs(now - stored["probe_features"].astype(np.float32))))
+    if gap > PROBE_TOLERANCE:
+        raise data_mod.DataLayoutError(
+            f"the base set's stored features no longer match the trunk (max difference {gap:.3f}): "
+            "the trunk or the preprocessing changed; regenerate them with `make base-set`")
+
+
+def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path):
+    """train.train's frozen-trunk path, with the base set's stored train features added to the
+    features of the training uploads. Returns (model, loaded, history) like train.train."""
+    import keras
+
+    from training.network import OUTPUT_LAYER
+    from training.train import _callbacks, _class_weight
+
+    keras.utils.set_random_seed(hp.seed)
+    stored = np.load(features_path(hp.condition, folder.parent))
+    model, pooled = _pooled_model(hp)
+    check_probes(pooled, stored, folder, hp.image_size)
+    loaded = {name: data_mod.load_images(files, size=hp.image_size)
+              for name, files in splits.items() if len(files)}
+    x_train = [stored["train_features"].astype(np.float32)]
+    y_train = [stored["train_labels"].astype(np.float32)]
+    if "train" in loaded:  # the training uploads, with augmented copies like the base set's
+        x_train.append(_features_with_copies(pooled, loaded["train"].images, hp))
+        y_train.append(np.tile(loaded["train"].labels, hp.augmented_copies + 1).astype(np.float32))
+    x_train, y_train = np.concatenate(x_train), np.concatenate(y_train)
+    val = loaded["val"]
+    x_val = pooled.predict(val.images, batch_size=hp.batch_size, verbose=0)
+    print(f"base set: {len(stored['train_labels'])} stored feature vectors + "
+          f"{len(x_train) - len(stored['train_labels'])} from uploads; val {len(val.labels)}", flush=True)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    inputs = keras.Input(x_train.shape[1:], name="pooled_features")
+    head = keras.Model(inputs, model.get_layer(OUTPUT_LAYER)(model.get_layer("dropout")(inputs)))
+    head.compile(optimizer=keras.optimizers.Adam(hp.learning_rate),
+                 loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+    history = head.fit(x_train, y_train, validation_data=(x_val, val.labels.astype(np.float32)),
+                       batch_size=hp.batch_size, epochs=hp.epochs, shuffle=True,
+                       class_weight=_class_weight(y_train), verbose=2,
+                       callbacks=_callbacks(hp, checkpoint_dir / "best_head.keras", hp.patience))
+    if "train" not in loaded:  # evaluate_and_export reports the train split's size
+        loaded["train"] = data_mod.LoadedImages(np.zeros((0, hp.image_size, hp.image_size, 3), np.float32),
+                                                np.zeros(0, np.int32), [], [])
+    return model, loaded, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_copies: int = 3) -> dict:
+    """ACRIMA (or any split data set) -> the base set files for `condition`."""
+    from PIL import Image
+
+    from training.sagemaker import Hyperparameters
+
+    hp = Hyperparameters(condition=condition, augmented_copies=augmented_copies)
+    class_names = ("normal", hp.positive_class or condition)
+    data_mod.CLASS_NAMES = class_names
+    splits = data_mod.discover_splits(Path(data))
+    if not {"train", "val", "test"} <= set(splits):
+        raise data_mod.DataLayoutError(f"{data} must bring train, val and test splits")
+    folder = Path(out) / condition
+    shutil.rmtree(folder, ignore_errors=True)
+    counts: dict[str, dict[str, int]] = {}
+    for split in ("val", "test"):
+        for path, label in zip(splits[split].paths, splits[split].labels):
+            image = Image.open(path).convert("RGB")
+            image.thumbnail((hp.image_size, hp.image_size), Image.Resampling.BICUBIC)
+            target = folder / split / class_names[label] / f"{path.stem}.jpg"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=JPEG_QUALITY)
+            target.write_bytes(buffer.getvalue())
+            counts.setdefault(split, {}).setdefault(class_names[label], 0)
+            counts[split][class_names[label]] += 1
+    import keras
+
+    keras.utils.set_random_seed(hp.seed)
+    _, pooled = _pooled_model(hp)
+    train = data_mod.load_images(splits["train"], size=hp.image_size)
+    counts["train"] = {name: int((train.labels == i).sum()) for i, name in enumerate(class_names)}
+    features = _features_with_copies(pooled, train.images, hp)
+    probe_files = sorted(str(p.relative_to(folder)) for p in (folder / "val").rglob("*.jpg"))[:PROBES]
+    probes = data_mod.LabelledFiles()
+    for name in probe_files:
+        probes.add(folder / name, 0)
+    probe_features = pooled.predict(data_mod.load_images(probes, size=hp.image_size).images, verbose=0)
+    np.savez_compressed(features_path(condition, out), train_features=features.astype(np.float16),
+                        train_labels=np.tile(train.labels, augmented_copies + 1).astype(np.int8),
+                        probe_files=np.array(probe_files), probe_features=probe_features.astype(np.float16))
+    from training.network import DEFAULT_BACKBONE_WEIGHTS
+
+    by_label: dict[str, int] = {}
+    for split_counts in counts.values():
+        for name, n in split_counts.items():
+            by_label[name] = by_label.get(name, 0) + n
+    summary = {"condition": condition, "class_names": list(class_names), "source": str(Path(data).name),
+               "licence": "ACRIMA, CC BY 4.0 (derived: resized images and trunk features)",
+               "image_size": hp.image_size, "augmented_copies": augmented_copies,
+               "trunk_weights_sha256": hashlib.sha256(DEFAULT_BACKBONE_WEIGHTS.read_bytes()).hexdigest()[:16],
+               "by_split": counts, "by_label": by_label, "total": sum(by_label.values()),
+               "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "command": "make base-set (python -m training.base_set --data <ACRIMA_DIR>)"}
+    (Path(out) / f"{condition}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Regenerate the base set from ACRIMA (or any split data).")
+    parser.add_argument("--data", type=Path, required=True, help="a data set with train/val/test splits")
+    parser.add_argument("--condition", default="glaucoma")
+    parser.add_argument("--out", type=Path, default=BASE_SET_DIR)
+    parser.add_argument("--augmented-copies", type=int, default=3)
+    args = parser.parse_args(argv)
+    summary = generate(args.data, args.condition, args.out, args.augmented_copies)
+    size = sum(p.stat().st_size for p in Path(args.out).rglob("*") if p.is_file()
+               and (p.name.startswith(args.condition) or args.condition in p.parts))
+    print(json.dumps({"total_images": summary["total"], "by_split": summary["by_split"], "bytes": size}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
