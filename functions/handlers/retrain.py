@@ -15,7 +15,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 
 from handlers.runtime import AWS_CONFIG, S3_CONFIG
-from screening import resources, tenancy
+from screening import resources
 from screening.config import Settings
 from screening.http_inputs import ApiError
 from screening.retraining import JobAlreadyRunning, SageMakerJobs, condition_of_job, register_sagemaker_output

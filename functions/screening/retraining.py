@@ -19,7 +19,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from screening import model_registry, resources
 from screening.config import Settings
