@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (IdempotencyA
 from botocore.exceptions import ClientError
 
 from handlers import openapi_spec
-from handlers.runtime import AWS_CONFIG, Runtime, logger, metrics, runtime, warm_in_lambda
+from handlers.runtime import AWS_CONFIG, logger, metrics, runtime, warm_in_lambda
 from screening import heatmap, resources, telemetry, tenancy
 from screening.config import Settings
 from screening.http_inputs import (CONTROL_CHARACTERS, REJECTION_STATUS, ApiError, UploadedFile, check_cursor,
@@ -187,15 +187,15 @@ IDEMPOTENCY_CONFIG = IdempotencyConfig(
     response_hook=mark_replay)
 
 
-@lru_cache(maxsize=1)
-def idempotent_runner(rt: Runtime):
+@lru_cache(maxsize=4)
+def idempotent_runner(results_table: str):
     """The routes' work behind Powertools' idempotency, persisted in the results table.
 
     Its items share the table's key (`id`) and TTL attribute; the other attribute names are
     prefixed so that they never look like a result record (they are in no index either).
     """
     persistence = DynamoDBPersistenceLayer(
-        table_name=rt.settings.results_table, key_attr=resources.TABLE_PARTITION_KEY,
+        table_name=results_table, key_attr=resources.TABLE_PARTITION_KEY,
         expiry_attr=resources.TTL_ATTRIBUTE, in_progress_expiry_attr="idempotency_in_progress_expiry",
         status_attr="idempotency_status", data_attr="idempotency_response",
         validation_key_attr="idempotency_validation", boto_config=AWS_CONFIG)
@@ -221,7 +221,7 @@ def answer(route: str) -> Response[dict]:
                                                            sort_keys=True).encode(), body_bytes()):
             fingerprint.update(hashlib.sha256(piece).digest())
         scope = hashlib.sha256(f"{caller}\n{route}\n{key}".encode()).hexdigest()
-        outcome = idempotent_runner(runtime())(request={
+        outcome = idempotent_runner(runtime().settings.results_table)(request={
             "route": route, "caller": caller, "key": key, "scope": scope, "payload": fingerprint.hexdigest()})
     headers = {"Idempotent-Replayed": "true"} if outcome.get("replayed") else None
     return json_response(outcome["status"], outcome["body"], headers)

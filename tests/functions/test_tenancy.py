@@ -172,10 +172,10 @@ def test_uploads_and_the_s3_path_carry_the_clinic(cloud, sample_files):
 def test_only_the_admin_key_starts_retraining(cloud):
     from handlers import retrain
 
-    for key_id in ("key-north", "key-stolen"):
+    for key_id, error in (("key-north", "admin_only"), ("key-stolen", "unknown_api_key")):
         response = retrain.start_handler(proxy_event("POST", "/retrain", api_key_id=key_id),
                                          LambdaContext.for_function("retrain"))
-        assert response["statusCode"] == 403 and json.loads(response["body"])["error"] == "admin_only"
+        assert response["statusCode"] == 403 and json.loads(response["body"])["error"] == error
 
 
 def test_without_a_key_map_the_deployment_is_single_tenant():

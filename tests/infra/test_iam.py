@@ -14,6 +14,8 @@ import json
 
 import pytest
 
+from screening.training_contract import JOB_NAME_PREFIX
+
 IAM5 = "AwsSolutions-IAM5"
 MIN_REASON = 40
 
@@ -98,7 +100,7 @@ def test_no_bucket_wide_or_action_wildcards(template):
     assert not [f for f in findings if f.endswith("/index/*")], findings
     resource_wildcards = {f for f in findings if f.startswith("Resource::")}
     allowed_tails = ("/incoming/*", "/results/*", "/models/current/*", "/models/candidates/*", "/training-data/*",
-                     "/training-output/*", "training-job/glaucoma-*", "/aws/sagemaker/TrainingJobs*")
+                     "/training-output/*", f"training-job/{JOB_NAME_PREFIX}*", "/aws/sagemaker/TrainingJobs*")
     assert {f for f in resource_wildcards if f != "Resource::*" and not f.endswith(allowed_tails)} == set()
 
 
