@@ -105,3 +105,34 @@ class SqsPoller:
             except Exception:  # the poller must outlive a bad moment of the local server
                 log.exception("polling failed")
                 time.sleep(1)
+
+
+def main() -> int:
+    """The consumer process: `python -m localcloud.sqs_poller` (its settings come from the environment)."""
+    import logging as _logging
+    import os
+    import signal
+
+    import boto3
+
+    _logging.basicConfig(level=_logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from handlers import sqs_consumer
+    from handlers.runtime import runtime
+
+    runtime()  # the model, loaded once, as Lambda's init phase does
+    region = os.environ.get("AWS_REGION", "us-east-1")
+    poller = SqsPoller(boto3.session.Session().client("sqs"), os.environ["QUEUE_URL"], os.environ["QUEUE_ARN"],
+                       sqs_consumer.handler, region, retry_delay_s=int(os.environ.get("LOCAL_RETRY_DELAY_S", "1")))
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    poller.start()
+    stopping.wait()
+    poller.stop()  # the batch in hand finishes; unsettled messages come back after their timeout
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
