@@ -171,7 +171,7 @@ def get_prediction(prediction_id: str) -> Response[dict]:
     return Response(200, content_types.APPLICATION_JSON, json.dumps(public(record)))
 
 
-@app.get("/predictions", summary="Stored results, newest first (?limit=1..100&label=&cursor=)")
+@app.get("/predictions", summary="Stored results, newest first (?limit=1..100&label=&cursor=&heatmap=1)")
 def list_predictions() -> Response[dict]:
     event = app.current_event
     raw_limit = event.get_query_string_value("limit") or "20"
@@ -181,8 +181,9 @@ def list_predictions() -> Response[dict]:
     if label is not None and label not in ("normal", "glaucoma"):
         raise ApiError(400, "invalid_label", "label must be 'normal' or 'glaucoma'.")
     try:
-        items, cursor = runtime().service.store.list_recent(int(raw_limit), label,
-                                                            event.get_query_string_value("cursor"))
+        items, cursor = runtime().service.store.list_recent(
+            int(raw_limit), label, event.get_query_string_value("cursor"),
+            include_heatmap=(event.get_query_string_value("heatmap") or "").lower() in ("1", "true"))
     except InvalidCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc))
     return Response(200, content_types.APPLICATION_JSON,
