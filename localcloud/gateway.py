@@ -40,17 +40,20 @@ STATUS_TEXT = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found"
                500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway"}
 
 
-def web_file(path: str, web_dir: Path = WEB_DIR) -> tuple[bytes, str] | None:
-    """GET /, /docs and /web/* from web/ without a key: (bytes, content type), or None.
-
-    If another module (localcloud/static_site.py) serves the site, it takes over.
-    """
+def public_file(path: str) -> tuple[bytes, str] | None:
+    """The hook for the key-less web page: localcloud/static_site.py's `serve(path)` where it
+    exists (same contract: (bytes, content type) or None), else the files of web/."""
     try:
         from localcloud import static_site  # type: ignore[attr-defined]
     except ImportError:
         static_site = None
     if static_site is not None and hasattr(static_site, "serve"):
         return static_site.serve(path)
+    return web_file(path)
+
+
+def web_file(path: str, web_dir: Path = WEB_DIR) -> tuple[bytes, str] | None:
+    """GET /, /docs and /web/* from web/: (bytes, content type by suffix), or None; never outside web/."""
     if path in PUBLIC_PATHS:
         relative = PUBLIC_PATHS[path]
     elif path.startswith("/web/"):
@@ -100,7 +103,7 @@ class GatewayApp:
         method = environ["REQUEST_METHOD"].upper()
         path = environ.get("PATH_INFO") or "/"
         if method in ("GET", "HEAD") and is_public(path):
-            found = web_file(path)
+            found = public_file(path)
             if found is None:
                 return self.error(404, "not_found", f"No file at {path}.")
             data, content_type = found
