@@ -139,7 +139,7 @@ def test_kill_minus_9_of_an_api_worker_loses_and_duplicates_nothing(cloud, api, 
     assert sum(api.get("/status").json()["counts"].values()) - counts_before == new_records
 
 
-def test_fresh_forgets_the_saved_state(tmp_path):
+def test_a_torn_journal_line_is_skipped_and_a_snapshot_empties_the_journal(tmp_path):
     from localcloud.storage import JOURNAL, SNAPSHOT, StateStore
 
     store = StateStore(tmp_path)
