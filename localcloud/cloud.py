@@ -173,18 +173,31 @@ class LocalCloud:
             if self.fresh:
                 args.append("--fresh")
         self._spawn("storage", args)
+        # The API and the consumer import and load their model while storage starts: their
+        # settings are known in advance (moto's queue URLs are endpoint/account/name).
+        self.resources = self.expected_resources()
+        env = self.handler_environment()
+        self._spawn("consumer", ["localcloud.sqs_poller"], env)
+        self._spawn("api", ["localcloud.gateway", "--port", str(self.api_port), "--workers",
+                            str(self.api_workers), "--api-keys", self.key_spec()], env)
         self._wait_for(lambda: _port_open(self.aws_port), "the storage process")
-        self.resources = provision(EndpointSession(self.session(), self.aws_endpoint), self.names)
+        provisioned = provision(EndpointSession(self.session(), self.aws_endpoint), self.names)
+        if provisioned != self.resources:
+            raise RuntimeError(f"moto named the resources {provisioned}, not {self.resources}")
         request = urllib.request.Request(f"{self.aws_endpoint}/_localcloud/restore?table={self.names.results_table}",
                                          method="POST", data=b"")
         with urllib.request.urlopen(request, timeout=120) as response:
             self.restored = json.loads(response.read())
-        env = self.handler_environment()
         os.environ.update({k: v for k, v in env.items() if k != "POWERTOOLS_METRICS_DISABLED"})
-        self._spawn("consumer", ["localcloud.sqs_poller"], env)
-        self._spawn("api", ["localcloud.gateway", "--port", str(self.api_port), "--workers",
-                            str(self.api_workers), "--api-keys", self.key_spec()], env)
         self._wait_for(self._api_ready, "the API")
+
+    def expected_resources(self) -> LocalResources:
+        account = "123456789012"  # moto's default account
+        return LocalResources(
+            names=self.names,
+            queue_url=f"{self.aws_endpoint}/{account}/{self.names.queue}",
+            queue_arn=f"arn:aws:sqs:{REGION}:{account}:{self.names.queue}",
+            dead_letter_queue_url=f"{self.aws_endpoint}/{account}/{self.names.dead_letter_queue}")
 
     def _api_ready(self) -> bool:
         request = urllib.request.Request(f"{self.api_url}/status", headers={"x-api-key": self.api_key})

@@ -119,9 +119,17 @@ def main() -> int:
     from handlers import sqs_consumer
     from handlers.runtime import runtime
 
-    runtime()  # the model, loaded once, as Lambda's init phase does
     region = os.environ.get("AWS_REGION", "us-east-1")
-    poller = SqsPoller(boto3.session.Session().client("sqs"), os.environ["QUEUE_URL"], os.environ["QUEUE_ARN"],
+    sqs = boto3.session.Session().client("sqs")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # started beside the storage process: wait for its queue
+        try:
+            sqs.get_queue_attributes(QueueUrl=os.environ["QUEUE_URL"], AttributeNames=["QueueArn"])
+            break
+        except Exception:
+            time.sleep(0.1)
+    runtime()  # the model, loaded once, as Lambda's init phase does
+    poller = SqsPoller(sqs, os.environ["QUEUE_URL"], os.environ["QUEUE_ARN"],
                        sqs_consumer.handler, region, retry_delay_s=int(os.environ.get("LOCAL_RETRY_DELAY_S", "1")))
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -149,14 +149,23 @@ class StateStore:
             return
         data = b"".join(json.dumps(e, separators=(",", ":")).encode() + b"\n" for e in entries)
         self._journal.write(data)
-        self._journal.flush()
-        if self.sync:
-            os.fdatasync(self._journal.fileno())
+        self._journal.flush()  # in the OS's hands; durable() makes it durable
         for entry in entries:
             self.apply(entry)
         self.entries_since_snapshot += len(entries)
         if self.entries_since_snapshot >= COMPACT_EVERY:
             self.snapshot()
+
+    def durable(self) -> None:
+        """fdatasync what append() wrote; called outside the request lock, so concurrent writers
+        share one disk flush. A compaction in between already fsync'ed it in the snapshot."""
+        journal = self._journal
+        if not self.sync or journal is None:
+            return
+        try:
+            os.fdatasync(journal.fileno())
+        except (OSError, ValueError):
+            pass
 
     def snapshot(self) -> None:
         """Write the whole mirror to a new snapshot atomically, then empty the journal."""
@@ -547,6 +556,8 @@ class JournalingApp:
                 if before is not None:
                     entries += sqs_effects(before)
                 self.state.append(entries)
+        if entries and self.state is not None:
+            self.state.durable()  # before the answer goes out: what is acknowledged survives a kill
         start_response(status, headers)
         return [data]
 
@@ -614,7 +625,13 @@ def unquote_xml(raw: bytes) -> str:
 
 def serve(port: int, state_dir: Path | None, fresh: bool, ready_file: Path | None, sync: bool = True) -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class KeepAliveHandler(WSGIRequestHandler):  # HTTP/1.1: clients reuse their connections
+        protocol_version = "HTTP/1.1"
+
+        def log_request(self, *args, **kwargs) -> None:
+            pass
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     patch_moto()
@@ -628,7 +645,7 @@ def serve(port: int, state_dir: Path | None, fresh: bool, ready_file: Path | Non
         state = StateStore(state_dir, sync=sync)
         state.load()
     app = JournalingApp(DomainDispatcherApplication(create_backend_app), state)
-    server = make_server("127.0.0.1", port, app, threaded=True)
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=KeepAliveHandler)
     server.daemon_threads = True
     # The supervisor provisions through HTTP, then asks us to restore (POST /_localcloud/restore).
     control = ControlApp(app, state)
