@@ -266,15 +266,17 @@ class SortedIndexes:
         if added:
             self._entries[(table.name, table_key)] = added
 
-    def window(self, table_name: str, index_name: str, hash_value: str, start: str | None,
-               forward: bool, limit: int) -> list[str] | None:
+    def window(self, table_name: str, index_name: str, hash_value: str, start: tuple[str, str] | None,
+               forward: bool, limit: int) -> list[str]:
+        """Table keys of the items a page can hold: `limit` past `start` (sort value, table key),
+        and a few around it; moto sorts the window and applies the page itself."""
         values = self._lists.get((table_name, index_name, hash_value), [])
         margin = limit + 2
         if forward:
-            i = 0 if start is None else bisect.bisect_left(values, (start, ""))
+            i = 0 if start is None else bisect.bisect_left(values, start)
             picked = values[max(0, i - 2): i + margin]
         else:
-            i = len(values) if start is None else bisect.bisect_right(values, (start, "\U0010ffff"))
+            i = len(values) if start is None else bisect.bisect_right(values, start)
             picked = values[max(0, i - margin): i + 2]
         return [table_key for _, table_key in picked]
 
@@ -302,6 +304,30 @@ def _table_item(table, key: dict):
     return table.get_item(DynamoType(key[table.hash_key_attr]), range_key)
 
 
+_PATCHED: list[tuple[object, str, object]] = []  # (owner, attribute, original) to undo
+
+
+_INHERITED = object()
+
+
+def _replace(owner, name: str, value) -> None:
+    _PATCHED.append((owner, name, vars(owner).get(name, _INHERITED)))
+    setattr(owner, name, value)
+
+
+def unpatch_moto() -> None:
+    """Undo patch_moto() (tests that share the process with plain moto)."""
+    from moto.dynamodb.models.table import Table
+
+    while _PATCHED:
+        owner, name, original = _PATCHED.pop()
+        if original is _INHERITED:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, original)
+    Table._localcloud_patched = False
+
+
 def patch_moto() -> None:
     """The two O(table) costs of moto, made O(items touched); see the module docstring."""
     import moto.dynamodb.models as ddb_models
@@ -320,7 +346,7 @@ def patch_moto() -> None:
         def deepcopy(value, memo=None):
             return value if isinstance(value, Table) else copy.deepcopy(value, memo)
 
-    ddb_models.copy = _NoTableCopy()
+    _replace(ddb_models, "copy", _NoTableCopy())
     original_transact = ddb_models.DynamoDBBackend.transact_write_items
 
     def transact_write_items(self, transact_items):
@@ -348,7 +374,7 @@ def patch_moto() -> None:
                     table.items[hash_key] = item
             raise
 
-    ddb_models.DynamoDBBackend.transact_write_items = transact_write_items
+    _replace(ddb_models.DynamoDBBackend, "transact_write_items", transact_write_items)
     original_query = Table.query
 
     def query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
@@ -366,7 +392,13 @@ def patch_moto() -> None:
         if not simple:
             return original_query(*args, **kwargs)
         hash_value = SortedIndexes._scalar(hash_key_conditions[0][1].to_json())
-        start = SortedIndexes._scalar((exclusive_start_key or {}).get(range_attr))
+        start_value = SortedIndexes._scalar((exclusive_start_key or {}).get(range_attr))
+        start = None
+        if start_value is not None:
+            try:
+                start = (start_value, _key_json(self, exclusive_start_key))
+            except KeyError:  # not a key of this table: moto answers it
+                return original_query(*args, **kwargs)
         table_keys = INDEXES.window(self.name, index.name, hash_value, start, scan_index_forward is not False,
                                     int(limit))
         candidates = [i for i in (_table_item(self, json.loads(k)) for k in table_keys) if i is not None]
@@ -376,7 +408,84 @@ def patch_moto() -> None:
         finally:
             del self.all_items
 
-    Table.query = query
+    _replace(Table, "query", query)
+    _patch_item_size()
+    _patch_dynamodb_serializer()
+
+
+def _patch_item_size() -> None:
+    """moto re-measures the whole item on every attribute set (O(attributes^2) per write):
+    keep a running size instead. The 400 KB limit is still enforced on every set."""
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models import dynamo_type
+    from moto.dynamodb.models.utilities import bytesize
+
+    DynamoType = dynamo_type.DynamoType
+
+    def value_size(value) -> int:
+        return value.size() if type(value) is DynamoType else bytesize(str(value))
+
+    def __setitem__(self, key, value):
+        size = self.__dict__.get("_size")
+        if size is None:
+            size = sum(bytesize(k) + value_size(v) for k, v in dict.items(self))
+        if dict.__contains__(self, key):
+            size -= bytesize(key) + value_size(dict.__getitem__(self, key))
+        size += bytesize(key) + value_size(value)
+        if size > 405000:
+            raise ItemSizeTooLarge
+        dict.__setitem__(self, key, value)
+        self._size = size
+
+    def __delitem__(self, key):
+        self.__dict__.pop("_size", None)
+        dict.__delitem__(self, key)
+
+    def pop(self, *args):
+        self.__dict__.pop("_size", None)
+        return dict.pop(self, *args)
+
+    _replace(dynamo_type.LimitedSizeDict, "__setitem__", __setitem__)
+    _replace(dynamo_type.LimitedSizeDict, "__delitem__", __delitem__)
+    _replace(dynamo_type.LimitedSizeDict, "pop", pop)
+
+
+FAST_SERIALIZED = {"GetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem",
+                   "BatchWriteItem", "TransactWriteItems", "TransactGetItems"}
+
+
+def _patch_dynamodb_serializer() -> None:
+    """moto's model-driven serializer costs ~10 ms an item; the JSON protocol's answer for the
+    data operations is the result itself (bytes base64, None left out): write it directly.
+    tests/localcloud/test_storage.py checks both give the same JSON."""
+    import base64
+
+    from moto.dynamodb.responses import DynamoHandler, DynamoResult
+
+    original = DynamoHandler.serialized
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items() if v is not None}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, (bytes, bytearray)):
+            return base64.b64encode(value).decode("ascii")
+        return value
+
+    def serialized(self, action_result):
+        if type(action_result) is DynamoResult and isinstance(action_result.result, dict) \
+                and self._get_action() in FAST_SERIALIZED:
+            try:
+                body = json.dumps(plain(action_result.result), separators=(",", ":"))
+            except (TypeError, ValueError):
+                return original(self, action_result)
+            headers = {"Content-Type": "application/x-amz-json-1.0"}
+            headers.update(self.response_headers)
+            return 200, headers, body
+        return original(self, action_result)
+
+    _replace(DynamoHandler, "serialized", serialized)
 
 
 # ---------------------------------------------------------------- effects of a request, and restoring them
@@ -465,12 +574,23 @@ def restore_into_moto(state: StateStore) -> None:
     """Put the mirror's items, objects and messages back into moto's backends (no notifications)."""
     from moto.sqs.models import Message
 
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+
     ddb = dynamodb_backend()
     for (table_name, key_json), attrs in state.ddb.items():
         table = ddb.tables.get(table_name)
         if table is None:
             continue
-        table.put_item(attrs, overwrite=True)
+        # Each item was validated when it was written: build it without moto's checks.
+        item = Item.__new__(Item)
+        item.attrs = LimitedSizeDict()
+        dict.update(item.attrs, {k: DynamoType(v) for k, v in attrs.items()})
+        item.hash_key = item.attrs[table.hash_key_attr]
+        item.range_key = item.attrs[table.range_key_attr] if table.range_key_attr else None
+        if item.range_key is not None:
+            table.items[item.hash_key][item.range_key] = item
+        else:
+            table.items[item.hash_key] = item
         INDEXES.update(table, key_json, attrs)
     s3 = s3_backend()
     for (bucket, key), obj in state.s3.items():
