@@ -70,7 +70,7 @@ def main() -> int:
                 timings.append((time.perf_counter() - t) * 1000)
             newest = page.json()["items"][0]["created_at"]
             print(f"RESULT restart with {cloud.restored['records']} records (expected {args.records + 1}): "
-                  f"up in {up:.1f} s (storage restore {cloud.restored['seconds']:.1f} s; target < 5 s); "
+                  f"up in {up:.1f} s (target < 5 s; {', '.join(f'{k} at {v:.1f} s' for k, v in cloud.timings.items())}); "
                   f"a record read back: HTTP {found.status_code}; GET /predictions?limit=20 median "
                   f"{statistics.median(timings):.1f} ms, newest {newest}")
     return 0

@@ -172,6 +172,8 @@ class LocalCloud:
             args += ["--state-dir", str(self.state_dir)]
             if self.fresh:
                 args.append("--fresh")
+        started = time.monotonic()
+        self.timings: dict[str, float] = {}
         self._spawn("storage", args)
         # The API and the consumer import and load their model while storage starts: their
         # settings are known in advance (moto's queue URLs are endpoint/account/name).
@@ -181,15 +183,19 @@ class LocalCloud:
         self._spawn("api", ["localcloud.gateway", "--port", str(self.api_port), "--workers",
                             str(self.api_workers), "--api-keys", self.key_spec()], env)
         self._wait_for(lambda: _port_open(self.aws_port), "the storage process")
+        self.timings["storage up"] = time.monotonic() - started
         provisioned = provision(EndpointSession(self.session(), self.aws_endpoint), self.names)
+        self.timings["provisioned"] = time.monotonic() - started
         if provisioned != self.resources:
             raise RuntimeError(f"moto named the resources {provisioned}, not {self.resources}")
         request = urllib.request.Request(f"{self.aws_endpoint}/_localcloud/restore?table={self.names.results_table}",
                                          method="POST", data=b"")
         with urllib.request.urlopen(request, timeout=120) as response:
             self.restored = json.loads(response.read())
+        self.timings["restored"] = time.monotonic() - started
         os.environ.update({k: v for k, v in env.items() if k != "POWERTOOLS_METRICS_DISABLED"})
         self._wait_for(self._api_ready, "the API")
+        self.timings["API up"] = time.monotonic() - started
 
     def expected_resources(self) -> LocalResources:
         account = "123456789012"  # moto's default account

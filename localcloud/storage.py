@@ -97,12 +97,15 @@ class StateStore:
         self._journal = None
         self.entries_since_snapshot = 0
         self.restored = False
+        self.loaded = threading.Event()  # set once load() has read snapshot and journal
         self.open_journal()
 
     def load(self) -> int:
         """Read the snapshot, then the journal (a torn last line from a hard kill is skipped)."""
         count = 0
         for name in (SNAPSHOT, JOURNAL):
+            if name == JOURNAL:
+                self.entries_since_snapshot = 0
             path = self.dir / name
             if not path.exists():
                 continue
@@ -115,7 +118,14 @@ class StateStore:
                         continue
                     self.apply(entry)
                     count += 1
+                    self.entries_since_snapshot += 1
         return count
+
+    def load_in_background(self) -> None:
+        try:
+            self.load()
+        finally:
+            self.loaded.set()
 
     def apply(self, entry: dict) -> None:
         kind = entry["k"]
@@ -651,6 +661,9 @@ class JournalingApp:
 
     def _locked(self, environ, start_response, body, service, operation):
         method = environ["REQUEST_METHOD"]
+        if self.state is not None and not self.state.loaded.is_set() and _is_data_write(
+                environ, service, operation):
+            self.state.loaded.wait()  # no journal entry before the saved state is read
         with self.lock:
             before = None
             s3_targets: list[tuple[str, str]] = []
@@ -704,6 +717,16 @@ class JournalingApp:
                 start_response(captured["status"], captured["headers"])
                 return [data]
             time.sleep(0.05)
+
+
+def _is_data_write(environ: dict, service: str, operation: str) -> bool:
+    if service.startswith("DynamoDB"):
+        return operation in DYNAMODB_WRITES
+    if service == "AmazonSQS":
+        return operation in SQS_WRITES
+    method = environ["REQUEST_METHOD"]
+    has_key = "/" in unquote(environ.get("PATH_INFO", "")).lstrip("/")
+    return not service and (method == "POST" or (method in ("PUT", "DELETE") and has_key))
 
 
 def s3_write_targets(environ: dict, body: bytes) -> list[tuple[str, str]]:
@@ -763,7 +786,8 @@ def serve(port: int, state_dir: Path | None, fresh: bool, ready_file: Path | Non
             for name in (SNAPSHOT, JOURNAL):
                 (state_dir / name).unlink(missing_ok=True)
         state = StateStore(state_dir, sync=sync)
-        state.load()
+        # Read the state while the server already answers the supervisor's provisioning.
+        threading.Thread(target=state.load_in_background, name="load-state", daemon=True).start()
     app = JournalingApp(DomainDispatcherApplication(create_backend_app), state)
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=KeepAliveHandler)
     server.daemon_threads = True
@@ -798,13 +822,16 @@ class ControlApp:
         path = environ.get("PATH_INFO", "")
         if path == "/_localcloud/restore" and environ["REQUEST_METHOD"] == "POST":
             table = parse_qs(environ.get("QUERY_STRING", "")).get("table", [""])[0]
+            if self.state is not None:
+                self.state.loaded.wait()
             with self.app.lock:
                 started = time.perf_counter()
                 if self.state is not None and not self.state.restored:
                     restore_into_moto(self.state)
                     self.state.restored = True
-                    self.state.snapshot()
-                    self.state.remove_unreferenced_blobs()
+                    if self.state.entries_since_snapshot >= COMPACT_EVERY // 10:
+                        self.state.snapshot()  # else the journal goes on; compaction comes later
+                        self.state.remove_unreferenced_blobs()
                 body = {"records": self.state.record_count(table) if self.state else 0,
                         "objects": len(self.state.s3) if self.state else 0,
                         "messages": len(self.state.sqs) if self.state else 0,
