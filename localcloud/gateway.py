@@ -12,7 +12,7 @@ below is the local API Gateway: it turns HTTP into proxy events
 from __future__ import annotations
 
 import argparse
-import json
+import base64
 import logging
 import mimetypes
 import os
@@ -146,8 +146,6 @@ class GatewayApp:
             log.exception("API handler failed")
             return self.error(502, "internal_error", "Internal server error")
         payload = response.get("body") or ""
-        import base64
-
         data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
         out = [(k, str(v)) for k, v in (response.get("headers") or {}).items() if k.lower() != "content-length"]
         for k, values in (response.get("multiValueHeaders") or {}).items():

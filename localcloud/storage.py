@@ -766,7 +766,7 @@ def unquote_xml(raw: bytes) -> str:
 # ---------------------------------------------------------------- the process
 
 
-def serve(port: int, state_dir: Path | None, fresh: bool, ready_file: Path | None, sync: bool = True) -> None:
+def serve(port: int, state_dir: Path | None, fresh: bool, sync: bool = True) -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -779,7 +779,6 @@ def serve(port: int, state_dir: Path | None, fresh: bool, ready_file: Path | Non
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     patch_moto()
     state = None
-    records = 0
     if state_dir is not None:
         state_dir.mkdir(parents=True, exist_ok=True)
         if fresh:
@@ -802,8 +801,6 @@ def serve(port: int, state_dir: Path | None, fresh: bool, ready_file: Path | Non
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if ready_file:
-        ready_file.write_text(json.dumps({"port": server.server_port, "pid": os.getpid(), "records": records}))
     server.serve_forever()
     with app.lock:
         if state is not None:
@@ -846,11 +843,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--state-dir", type=Path, default=None, help="omit: in memory only")
     parser.add_argument("--fresh", action="store_true", help="forget the saved state")
-    parser.add_argument("--ready-file", type=Path, default=None)
     parser.add_argument("--no-fsync", action="store_true", help="faster, but a machine crash may lose writes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(args.port, args.state_dir, args.fresh, args.ready_file, sync=not args.no_fsync)
+    serve(args.port, args.state_dir, args.fresh, sync=not args.no_fsync)
     return 0
 
 
