@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                        api_keys=clinic_keys, state_dir=args.state_dir, fresh=args.fresh,
                        api_workers=args.api_workers)
     started = time.monotonic()
-    signal.signal(signal.SIGTERM, _interrupt)  # a process manager's stop is a Ctrl-C
+    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C (even if inherited as ignored), or a stop
+        signal.signal(signum, _interrupt)
     try:
         cloud.start()
     except KeyboardInterrupt:
@@ -126,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         deadline = time.monotonic() + args.serve_seconds if args.serve_seconds else None
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.5)
+            gone = [name for name, process in cloud.processes.items() if process.poll() is not None]
+            if gone:  # e.g. its storage process was killed: stop the rest rather than serve half a cloud
+                print(f"\nThe {', '.join(gone)} process stopped; see {cloud.log_dir}.", flush=True)
+                return 1
     except KeyboardInterrupt:
         pass
     finally:
