@@ -5,21 +5,23 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-export PYTHONPATH := functions:.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test install-local install-dev browser model base-set backbone evaluate bench load synth deploy destroy clean
+.PHONY: run test install-local install-dev browser model base-set backbone evaluate bench soak load synth deploy destroy clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(VENV)/.local-installed: $(VENV)/bin/python localcloud/requirements.txt functions/requirements.txt
+$(VENV)/.local-installed: $(VENV)/bin/python localcloud/requirements.txt functions/requirements.txt pyproject.toml
 	$(PIP) install --quiet -r localcloud/requirements.txt
+	$(PIP) install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.dev-installed: $(VENV)/bin/python requirements.txt functions/requirements.txt training/requirements.txt
+$(VENV)/.dev-installed: $(VENV)/bin/python requirements.txt functions/requirements.txt training/requirements.txt \
+		localcloud/requirements.txt pyproject.toml
 	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet --no-deps -e .
 	touch $@ $(VENV)/.local-installed
 
 install-local: $(VENV)/.local-installed
@@ -56,7 +58,7 @@ evaluate: install-dev  ## make evaluate DATA=path/with/normal-and-glaucoma
 	$(PY) -m training.evaluate --model models --data $(DATA)
 
 clean:
-	rm -rf $(VENV) cdk.out runs .pytest_cache
+	rm -rf $(VENV) cdk.out runs .pytest_cache  # the local cloud's state (.localcloud/) is kept
 
 node_modules/.bin/cdk: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
@@ -70,11 +72,11 @@ deploy: install-dev node_modules/.bin/cdk  ## needs AWS credentials and a Docker
 destroy: install-dev node_modules/.bin/cdk
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH npx cdk destroy $(CONTEXT)
 
-bench: install-dev  ## latency medians and ratios
+bench: install-dev  ## latency medians and ratios: serving path vs the replaced Keras way, batching, HTTP
 	$(PY) bench/bench_latency.py
 
-load: install-dev  ## bounded load test on the local cloud (127.0.0.1 only): 4 users, 30 s
-	$(PY) -m localcloud --api-port 8080 --aws-port 4566 --serve-seconds 60 & \
-	  for i in $$(seq 60); do curl -s -o /dev/null 127.0.0.1:8080 && break; sleep 0.5; done; \
-	  $(VENV)/bin/locust -f locustfile.py --headless -u 4 -r 4 -t 30s --host http://127.0.0.1:8080 --only-summary; \
-	  kill %1 2>/dev/null || true
+soak: install-dev  ## 20,000 predictions through the API and S3 together: RSS and latency drift
+	$(PY) bench/soak.py
+
+load: install-dev  ## locust on a fresh local cloud (127.0.0.1 only), stopped afterwards: make load [LOAD_USERS=4 LOAD_SECONDS=30]
+	$(PY) bench/load.py --users $(or $(LOAD_USERS),4) --seconds $(or $(LOAD_SECONDS),30)

@@ -8,18 +8,14 @@ built at deploy time).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import aws_cdk as cdk
+import cdk_nag
 
-import aws_cdk as cdk  # noqa: E402
-import cdk_nag  # noqa: E402
-
-import infra  # noqa: E402,F401  (puts functions/ on the path)
-from infra.nag import suppress_reviewed_findings  # noqa: E402
-from infra.settings import DeploymentSettings  # noqa: E402
-from infra.stack import GlaucomaScreeningStack  # noqa: E402
+from infra.nag import suppress_reviewed_findings
+from infra.settings import DeploymentSettings
+from infra.stack import GlaucomaScreeningStack
 
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"

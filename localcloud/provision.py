@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from botocore.exceptions import ClientError
+
 from screening import resources
 from screening.resources import ResourceNames
 
@@ -17,13 +19,23 @@ class LocalResources:
     dead_letter_queue_url: str
 
 
+def _exists(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in (
+        "BucketAlreadyOwnedByYou", "BucketAlreadyExists", "ResourceInUseException")
+
+
 def provision(session, names: ResourceNames) -> LocalResources:
+    """Idempotent: on a restarted local cloud the resources exist already."""
     s3 = session.client("s3")
     sqs = session.client("sqs")
     dynamodb = session.client("dynamodb")
 
     for bucket in (names.image_bucket, names.model_bucket):
-        s3.create_bucket(Bucket=bucket)
+        try:
+            s3.create_bucket(Bucket=bucket)
+        except ClientError as exc:
+            if not _exists(exc):
+                raise
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
@@ -48,6 +60,17 @@ def provision(session, names: ResourceNames) -> LocalResources:
             "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": resources.INCOMING_PREFIX}]}},
         }]})
 
+    try:
+        create_table(dynamodb, names)
+    except ClientError as exc:
+        if not _exists(exc):
+            raise
+    dynamodb.update_time_to_live(TableName=names.results_table, TimeToLiveSpecification={
+        "Enabled": True, "AttributeName": resources.TTL_ATTRIBUTE})
+    return LocalResources(names=names, queue_url=queue_url, queue_arn=queue_arn, dead_letter_queue_url=dlq_url)
+
+
+def create_table(dynamodb, names: ResourceNames) -> None:
     dynamodb.create_table(
         TableName=names.results_table,
         BillingMode="PAY_PER_REQUEST",
@@ -64,6 +87,3 @@ def provision(session, names: ResourceNames) -> LocalResources:
         ],
         SSESpecification={"Enabled": True},
     )
-    dynamodb.update_time_to_live(TableName=names.results_table, TimeToLiveSpecification={
-        "Enabled": True, "AttributeName": resources.TTL_ATTRIBUTE})
-    return LocalResources(names=names, queue_url=queue_url, queue_arn=queue_arn, dead_letter_queue_url=dlq_url)

@@ -105,3 +105,46 @@ class SqsPoller:
             except Exception:  # the poller must outlive a bad moment of the local server
                 log.exception("polling failed")
                 time.sleep(1)
+
+
+def main() -> int:
+    """The consumer process: `python -m localcloud.sqs_poller` (its settings come from the environment)."""
+    import logging as _logging
+    import os
+    import signal
+
+    import boto3
+
+    _logging.basicConfig(level=_logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from handlers import sqs_consumer
+    from handlers.runtime import runtime
+
+    region = os.environ.get("AWS_REGION", "us-east-1")
+    sqs = boto3.session.Session().client("sqs")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # started beside the storage process: wait for its queue
+        try:
+            sqs.get_queue_attributes(QueueUrl=os.environ["QUEUE_URL"], AttributeNames=["QueueArn"])
+            break
+        except Exception:
+            time.sleep(0.1)
+    runtime()  # the model, loaded once, as Lambda's init phase does
+    if os.environ.get("LOCAL_METRICS_FILE"):
+        from localcloud import metrics_view
+
+        metrics_view.install()  # the consumer's EMF lines, for the page's monitoring tab
+    poller = SqsPoller(sqs, os.environ["QUEUE_URL"], os.environ["QUEUE_ARN"],
+                       sqs_consumer.handler, region, retry_delay_s=int(os.environ.get("LOCAL_RETRY_DELAY_S", "1")))
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    poller.start()
+    stopping.wait()
+    poller.stop()  # the batch in hand finishes; unsettled messages come back after their timeout
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

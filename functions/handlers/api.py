@@ -397,7 +397,7 @@ def get_heatmap_png(prediction_id: str) -> Response[bytes]:
     return Response(200, "image/png", png, headers={"Cache-Control": "private, max-age=3600"})
 
 
-@app.get("/predictions", summary="Stored results, newest first (?limit=1..100&label=&cursor=)")
+@app.get("/predictions", summary="Stored results, newest first (?limit=1..100&label=&cursor=&heatmap=1)")
 def list_predictions() -> Response[dict]:
     event = app.current_event
     limit = parse_limit(event.get_query_string_value("limit"))
@@ -408,7 +408,9 @@ def list_predictions() -> Response[dict]:
     _, *partition = tenancy.listing_query(clinic, label)
     cursor = check_cursor(event.get_query_string_value("cursor"), *partition)
     try:
-        items, next_cursor = runtime().service.store.list_recent(limit, label, cursor, clinic=clinic)
+        items, next_cursor = runtime().service.store.list_recent(
+            limit, label, cursor, clinic=clinic,
+            include_heatmap=(event.get_query_string_value("heatmap") or "").lower() in ("1", "true"))
     except InvalidCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc))
     except ClientError as exc:

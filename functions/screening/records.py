@@ -5,6 +5,11 @@ One item per screened image. For images from S3 the id is derived from
 redelivered message finds it and neither runs the model nor writes again. A
 conditional put inside a transaction with the label counters keeps the counts
 exact under concurrent deliveries.
+
+The heatmap (a grid of values in [0, 1] at two decimals) is stored as one
+compact string field, HEATMAP_FIELD, not as a list of lists of numbers: about
+270 bytes instead of ~1.4 KB, and nothing to convert number by number when a
+page of records is read. Readers get the same `heatmap` lists back.
 """
 
 from __future__ import annotations
@@ -22,6 +27,40 @@ from botocore.exceptions import ClientError
 from screening import resources, tenancy
 
 COUNTER_FIELDS = ("normal", "glaucoma", "rejected")
+HEATMAP_FIELD = "heatmap_grid"  # "<rows>x<cols>:<base64 of one byte per cell, the value in hundredths>"
+
+
+def encode_heatmap(grid: list[list[float]]) -> str:
+    rows, cols = len(grid), len(grid[0]) if grid else 0
+    cells = bytes(min(100, max(0, round(float(v) * 100))) for row in grid for v in row)
+    return f"{rows}x{cols}:" + base64.b64encode(cells).decode("ascii")
+
+
+def decode_heatmap(text: str) -> list[list[float]]:
+    shape, _, data = text.partition(":")
+    rows, cols = (int(n) for n in shape.split("x"))
+    cells = base64.b64decode(data)
+    return [[cells[r * cols + c] / 100 for c in range(cols)] for r in range(rows)]
+
+
+def compact_record(record: dict) -> dict:
+    """The record as stored: the heatmap in one string field."""
+    item = dict(record)
+    grid = item.pop("heatmap", None)
+    if isinstance(grid, list):
+        item[HEATMAP_FIELD] = encode_heatmap(grid)
+    return item
+
+
+def expand_record(item: dict, include_heatmap: bool = True) -> dict:
+    """A stored item as callers know it: `heatmap` as lists (or left out)."""
+    record = from_dynamo(item)
+    encoded = record.pop(HEATMAP_FIELD, None)
+    if include_heatmap and isinstance(encoded, str):
+        record["heatmap"] = decode_heatmap(encoded)
+    elif not include_heatmap:
+        record.pop("heatmap", None)
+    return record
 
 
 def s3_record_id(bucket: str, key: str, etag: str) -> str:
@@ -73,11 +112,11 @@ class ResultStore:
     def get(self, record_id: str) -> dict | None:
         item = self.table.get_item(Key={resources.TABLE_PARTITION_KEY: record_id},
                                    ConsistentRead=True).get("Item")
-        return from_dynamo(item) if item else None
+        return expand_record(item) if item else None
 
     def put_new(self, record: dict, retention_days: int) -> bool:
         """Write a record unless its id exists; bump the counters in the same transaction."""
-        item = dict(record)
+        item = compact_record(record)
         item.setdefault("record_type", resources.RECORD_TYPE)
         item.update(tenancy.index_attributes(item))  # tenancy: keys of the per-clinic indexes
         item[resources.TTL_ATTRIBUTE] = int(time.time()) + retention_days * 86400
@@ -112,9 +151,9 @@ class ResultStore:
         return {"counts": counts, "last_prediction_at": item.get("last_prediction_at")}
 
     def list_recent(self, limit: int, label: str | None = None, cursor: str | None = None,
-                    clinic: str | None = None) -> tuple[list[dict], str | None]:
+                    clinic: str | None = None, include_heatmap: bool = False) -> tuple[list[dict], str | None]:
         """Newest first; by label when given (rejected records carry no label); one clinic's when
-        given, every clinic's otherwise (an index query either way, never a scan)."""
+        given, every clinic's otherwise (an index query either way, never a scan); heatmaps on request."""
         index, key_name, key_value = tenancy.listing_query(clinic, label)
         query = {
             "IndexName": index,
@@ -132,4 +171,5 @@ class ResultStore:
                 raise InvalidCursor("the cursor is not one this API returned")
             query["ExclusiveStartKey"] = start
         page = self.table.query(**query)
-        return [from_dynamo(i) for i in page.get("Items", [])], encode_cursor(page.get("LastEvaluatedKey"))
+        items = [expand_record(i, include_heatmap) for i in page.get("Items", [])]
+        return items, encode_cursor(page.get("LastEvaluatedKey"))

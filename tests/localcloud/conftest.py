@@ -1,4 +1,4 @@
-"""One local cloud (moto's server + the real handlers over real HTTP) for the module's tests."""
+"""One local cloud (its storage, API and consumer processes, over real HTTP) for the module's tests."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import requests
 
 from localcloud.cloud import LocalCloud
 
+CLINIC_KEY = "clinic-a-test-key"
+
 
 @pytest.fixture(scope="session")
 def cloud():
-    with LocalCloud() as running:
+    with LocalCloud(api_workers=2, api_keys={"clinic-a": CLINIC_KEY}) as running:
         yield running
 
 

@@ -1,0 +1,154 @@
+"""The storage process's fixes to moto, checked against moto itself and against plain sorting."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from werkzeug.test import Client
+
+from localcloud import storage
+
+AUTH = "AWS4-HMAC-SHA256 Credential=local/20261122/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=x"
+TABLE = "storage-test"
+
+
+@pytest.fixture()
+def dynamodb():
+    """moto's app in this process, patched as the storage process patches it; undone afterwards."""
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    storage.patch_moto()
+    client = Client(storage.JournalingApp(DomainDispatcherApplication(create_backend_app), None))
+
+    def call(operation: str, body: dict, expect: int = 200) -> dict:
+        response = client.post("/", data=json.dumps(body), headers={
+            "X-Amz-Target": f"DynamoDB_20120810.{operation}", "Authorization": AUTH,
+            "Content-Type": "application/x-amz-json-1.0"})
+        assert response.status_code == expect, response.data
+        return json.loads(response.data)
+
+    call("CreateTable", {
+        "TableName": TABLE, "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in ("id", "kind", "label", "at")],
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            {"IndexName": "by_at", "Projection": {"ProjectionType": "ALL"},
+             "KeySchema": [{"AttributeName": "kind", "KeyType": "HASH"}, {"AttributeName": "at", "KeyType": "RANGE"}]},
+            {"IndexName": "by_label", "Projection": {"ProjectionType": "ALL"},
+             "KeySchema": [{"AttributeName": "label", "KeyType": "HASH"}, {"AttributeName": "at", "KeyType": "RANGE"}]}]})
+    call.client = client
+    yield call
+    storage.unpatch_moto()
+    dynamodb_backends["123456789012"]["us-east-1"].delete_table(TABLE)
+    storage.INDEXES.__init__()
+
+
+def item(i: int, at: str, label: str | None = "normal") -> dict:
+    attrs = {"id": {"S": f"r{i}"}, "kind": {"S": "p"}, "at": {"S": at}, "n": {"N": str(i)},
+             "blob": {"B": "aGVsbG8="}, "tags": {"L": [{"S": "a"}, {"N": "1"}]}}
+    if label:
+        attrs["label"] = {"S": label}
+    return attrs
+
+
+def all_pages(call, index: str, hash_attr: str, value: str, forward: bool, limit: int) -> list[str]:
+    ids, start = [], None
+    while True:
+        body = {"TableName": TABLE, "IndexName": index, "KeyConditionExpression": "#k = :v",
+                "ExpressionAttributeNames": {"#k": hash_attr}, "ExpressionAttributeValues": {":v": {"S": value}},
+                "ScanIndexForward": forward, "Limit": limit}
+        if start:
+            body["ExclusiveStartKey"] = start
+        page = call("Query", body)
+        ids += [i["id"]["S"] for i in page["Items"]]
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return ids
+
+
+def test_gsi_queries_page_in_order_through_writes_updates_and_deletes(dynamodb):
+    rng = random.Random(7)
+    rows = {}
+    for i in range(150):
+        at = f"2026-11-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}"  # ties on purpose
+        label = rng.choice(["normal", "glaucoma", None])
+        dynamodb("PutItem", {"TableName": TABLE, "Item": item(i, at, label)})
+        rows[f"r{i}"] = (at, label)
+    for i in range(0, 150, 7):  # relabel some, delete others
+        dynamodb("UpdateItem", {"TableName": TABLE, "Key": {"id": {"S": f"r{i}"}},
+                                "UpdateExpression": "SET label = :l", "ExpressionAttributeValues": {":l": {"S": "glaucoma"}}})
+        rows[f"r{i}"] = (rows[f"r{i}"][0], "glaucoma")
+    for i in range(3, 150, 11):
+        dynamodb("DeleteItem", {"TableName": TABLE, "Key": {"id": {"S": f"r{i}"}}})
+        rows.pop(f"r{i}", None)
+
+    def expected(ids, forward):
+        return sorted(ids, key=lambda i: (rows[i][0], i), reverse=not forward)
+
+    for forward in (False, True):
+        for limit in (1, 7, 50):
+            assert all_pages(dynamodb, "by_at", "kind", "p", forward, limit) == expected(rows, forward)
+        glaucoma = [i for i, (_, label) in rows.items() if label == "glaucoma"]
+        assert all_pages(dynamodb, "by_label", "label", "glaucoma", forward, 9) == expected(glaucoma, forward)
+
+
+def test_fast_answers_are_the_json_moto_itself_writes(dynamodb):
+    from moto.dynamodb.responses import DynamoHandler
+
+    requests = [
+        ("PutItem", {"TableName": TABLE, "Item": item(1, "a")}),
+        ("PutItem", {"TableName": TABLE, "Item": item(1, "b"), "ReturnValues": "ALL_OLD"}),
+        ("GetItem", {"TableName": TABLE, "Key": {"id": {"S": "r1"}}}),
+        ("GetItem", {"TableName": TABLE, "Key": {"id": {"S": "missing"}}}),
+        ("UpdateItem", {"TableName": TABLE, "Key": {"id": {"S": "r1"}}, "UpdateExpression": "ADD c :one",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}}, "ReturnValues": "ALL_NEW"}),
+        ("Query", {"TableName": TABLE, "IndexName": "by_at", "KeyConditionExpression": "kind = :k",
+                   "ExpressionAttributeValues": {":k": {"S": "p"}}, "Limit": 1}),
+        ("Scan", {"TableName": TABLE}),
+    ]
+    fast = [dynamodb(op, body) for op, body in requests]
+    patched = DynamoHandler.serialized
+    del DynamoHandler.serialized  # moto's own serializer
+    try:
+        dynamodb("DeleteItem", {"TableName": TABLE, "Key": {"id": {"S": "r1"}}})
+        slow = [dynamodb(op, body) for op, body in requests]
+    finally:
+        DynamoHandler.serialized = patched
+    assert fast == slow
+
+
+def test_a_cancelled_transaction_changes_nothing_and_a_duplicate_is_refused(dynamodb):
+    def transact(i: int, expect: int = 200) -> dict:
+        return dynamodb("TransactWriteItems", {"TransactItems": [
+            {"Put": {"TableName": TABLE, "Item": item(i, "x"), "ConditionExpression": "attribute_not_exists(id)"}},
+            {"Update": {"TableName": TABLE, "Key": {"id": {"S": "#counters"}}, "UpdateExpression": "ADD c :one",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}}}}]}, expect)
+
+    transact(1)
+    refused = transact(1, 400)
+    assert refused["__type"].endswith("TransactionCanceledException")
+    assert "ConditionalCheckFailed" in json.dumps(refused)
+    counters = dynamodb("GetItem", {"TableName": TABLE, "Key": {"id": {"S": "#counters"}}})["Item"]
+    assert counters["c"] == {"N": "1"}
+    # The first operation succeeds, the second fails its condition: the first is undone.
+    dynamodb("TransactWriteItems", {"TransactItems": [
+        {"Put": {"TableName": TABLE, "Item": item(2, "y")}},
+        {"Update": {"TableName": TABLE, "Key": {"id": {"S": "#counters"}}, "UpdateExpression": "ADD c :one",
+                    "ConditionExpression": "attribute_not_exists(id)", "ExpressionAttributeValues": {":one": {"N": "1"}}}}]},
+        400)
+    assert "Item" not in dynamodb("GetItem", {"TableName": TABLE, "Key": {"id": {"S": "r2"}}})
+    assert storage.INDEXES.window(TABLE, "by_at", "p", None, False, 10) == ['{"id":{"S":"r1"}}']
+
+
+def test_the_item_size_limit_still_holds(dynamodb):
+    big = item(1, "a")
+    big["pad"] = {"S": "x" * 410_000}
+    answer = dynamodb("PutItem", {"TableName": TABLE, "Item": big}, 400)
+    assert "size" in json.dumps(answer).lower()
+    dynamodb("PutItem", {"TableName": TABLE, "Item": item(2, "a")})
+    answer = dynamodb("UpdateItem", {"TableName": TABLE, "Key": {"id": {"S": "r2"}}, "UpdateExpression": "SET padding = :p",
+                                     "ExpressionAttributeValues": {":p": {"S": "x" * 410_000}}}, 400)
+    assert "size" in json.dumps(answer).lower()
