@@ -87,6 +87,7 @@ def _build_runtime() -> Runtime:
 
 
 runtime.cache_clear = _build_runtime.cache_clear  # type: ignore[attr-defined]
+runtime.cache_info = _build_runtime.cache_info  # type: ignore[attr-defined]
 
 
 def warm_in_lambda() -> None:
