@@ -133,7 +133,7 @@ class LocalCloud:
                    MODEL_REFRESH_SECONDS=os.environ.get("MODEL_REFRESH_SECONDS", "10"),
                    TRAINING_STATE_DIR=str((self.state_dir or self.log_dir) / "training-jobs"),
                    # the functions' EMF lines, gathered for the page's monitoring tab (metrics_view.py)
-                   LOCAL_METRICS_FILE=str(self.log_dir / "metrics.jsonl"))
+                   LOCAL_METRICS_FILE=os.environ.get("LOCAL_METRICS_FILE") or str(self.log_dir / "metrics.jsonl"))
         return env
 
     # ------------------------------------------------------------------ processes

@@ -58,7 +58,8 @@ def web_cloud(output_dir):
     (output_dir / "emf.jsonl").unlink(missing_ok=True)
     with open(output_dir / "localcloud.log", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "localcloud", "--api-port", str(cloud.api_port),
-                                    "--aws-port", str(cloud.aws_port), "--serve-seconds", str(SERVE_SECONDS)],
+                                    "--aws-port", str(cloud.aws_port), "--serve-seconds", str(SERVE_SECONDS),
+                                    "--state-dir", str(output_dir / "cloud-state"), "--fresh"],
                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 90
