@@ -38,11 +38,12 @@ class GlaucomaScreeningStack(cdk.Stack):
             allowed_headers=["content-type"], max_age=300)
         self.functions = ScreeningFunctions(self, "Functions", settings, self.storage, self.queueing,
                                             cors_origin=self.web.origin)
-        self.retraining = Retraining(self, "Retraining", settings, self.storage, self.functions.factory)
-        self.api = ScreeningApi(self, "Api", settings, self.functions.api_function,
-                                self.retraining.retrain_function, cors_origin=self.web.origin)
-        # Every function that reads or writes records, or starts training, knows the clinic of each key.
-        for fn in (self.functions.api_function, self.functions.consumer, self.retraining.retrain_function):
+        self.retraining = Retraining(self, "Retraining", settings, self.storage, self.functions.factory,
+                                     self.functions.api_function)
+        self.api = ScreeningApi(self, "Api", settings, self.functions.api_function, cors_origin=self.web.origin)
+        # Every function that reads or writes records knows the clinic of each key (the retrain
+        # function serves only the schedule: no API key reaches it).
+        for fn in (self.functions.api_function, self.functions.consumer):
             fn.add_environment("API_KEY_CLINICS", self.api.key_clinic_map)
         self.observability = Observability(self, "Observability", settings, self.functions, self.queueing,
                                            self.api)

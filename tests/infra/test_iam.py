@@ -99,14 +99,14 @@ def test_no_bucket_wide_or_action_wildcards(template):
     assert not [f for f in findings if f.startswith("Action::")], findings
     assert not [f for f in findings if f.endswith("/index/*")], findings
     resource_wildcards = {f for f in findings if f.startswith("Resource::")}
-    allowed_tails = ("/incoming/*", "/results/*", "/models/current/*", "/models/candidates/*", "/training-data/*",
+    allowed_tails = ("/incoming/*", "/results/*", "/models/*", "/training-data/*", "/training-data/*/uploads/*",
                      "/training-output/*", f"training-job/{JOB_NAME_PREFIX}*", "/aws/sagemaker/TrainingJobs*")
     assert {f for f in resource_wildcards if f != "Resource::*" and not f.endswith(allowed_tails)} == set()
 
 
 def test_star_resources_only_for_actions_without_resource_types(template):
     allowed = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "xray:PutTraceSegments",
-               "xray:PutTelemetryRecords"}
+               "xray:PutTelemetryRecords", "sagemaker:ListTrainingJobs"}
     for resource in template.find_resources("AWS::IAM::Policy").values():
         for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
             if "*" in as_list(statement["Resource"]):
