@@ -100,6 +100,8 @@ def suppress_reviewed_findings(stack) -> None:
         ("Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/TrainingJobs*",
          "SageMaker writes each job's logs to streams of /aws/sagemaker/TrainingJobs named per job."))
 
+    suppress_page_deployment(stack)
+
     NagSuppressions.add_resource_suppressions(storage.access_logs, [NagPackSuppression(
         id="AwsSolutions-S1", reason="This is the server-access-log bucket; logging it into itself would loop.")])
     NagSuppressions.add_resource_suppressions(stack.queueing.dead_letter_queue, [NagPackSuppression(
@@ -116,3 +118,37 @@ def suppress_reviewed_findings(stack) -> None:
             "Without a custom domain CloudFront serves its own *.cloudfront.net certificate, whose security "
             "policy cannot be raised; set web_domain_name and web_certificate_arn for TLSv1.2_2021.")))
     NagSuppressions.add_resource_suppressions(stack.web.distribution, web_findings)
+
+
+DEPLOYMENT_HANDLER_PREFIX = "Custom::CDKBucketDeployment"  # CDK's one handler for every BucketDeployment
+
+
+def suppress_page_deployment(stack) -> None:
+    """The web page's upload (aws_s3_deployment): CDK's own handler, its grants written by CDK.
+
+    It runs only while CloudFormation deploys, copying the page from CDK's asset bucket into
+    the web bucket (and deleting files the page no longer has)."""
+    web_bucket = stack.web.bucket
+    handlers = [c for c in stack.node.children if c.node.id.startswith(DEPLOYMENT_HANDLER_PREFIX)]
+    assets = "Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/*"
+    for handler in handlers:
+        NagSuppressions.add_resource_suppressions(handler, [NagPackSuppression(
+            id="AwsSolutions-L1", reason=(
+                "CDK's BucketDeployment handler: CDK pins its Python runtime and raises it with aws-cdk-lib; "
+                "it runs only during deploys."))], apply_to_children=True)
+        allow_wildcards(
+            handler,
+            ("Action::s3:GetObject*", "CDK's BucketDeployment reads the page's zip from CDK's asset bucket "
+                                      "(grant_read: GetObject, GetObjectVersion...) and the web bucket's objects."),
+            ("Action::s3:GetBucket*", "CDK's BucketDeployment: grant_read's bucket reads (location, versioning) on "
+                                      "CDK's asset bucket and the web bucket only."),
+            ("Action::s3:List*", "CDK's BucketDeployment lists CDK's asset bucket and the web bucket to sync "
+                                 "(aws s3 sync) and prune removed files."),
+            ("Action::s3:DeleteObject*", "CDK's BucketDeployment prunes files the page no longer has; only in "
+                                         "the web bucket, which holds nothing but the page."),
+            ("Action::s3:Abort*", "CDK's BucketDeployment aborts its own failed multipart uploads; only in the "
+                                  "web bucket, which holds nothing but the page."),
+            (f"Resource::<{logical_id(web_bucket)}.Arn>/*", "The web bucket holds only the deployed page: "
+                                                           "BucketDeployment replaces its files."),
+            (assets, "CDK's bootstrap asset bucket: the handler reads the page's zip, whose key is a content "
+                     "hash known only at synth."))

@@ -168,7 +168,9 @@ def test_cors_allows_the_web_page_only(template, custom_template):
                lambda r: r["Properties"].get("ImageConfig", {}).get("Command") == ["handlers.api.handler"])
     assert api["Properties"]["Environment"]["Variables"]["CORS_ALLOW_ORIGIN"] == origin
     [rule] = by_id(template, "AWS::S3::Bucket", "ImageBucket")["Properties"]["CorsConfiguration"]["CorsRules"]
-    assert rule["AllowedOrigins"] == [origin] and rule["AllowedMethods"] == ["PUT"]
+    assert rule["AllowedOrigins"] == [origin] and rule["AllowedMethods"] == ["POST"]  # POST /uploads: presigned POST
+    [rule] = by_id(template, "AWS::S3::Bucket", "ModelBucket")["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert rule["AllowedOrigins"] == [origin] and rule["AllowedMethods"] == ["PUT"]  # POST /uploads/training
     custom_api = only(custom_template, "AWS::Lambda::Function",
                       lambda r: r["Properties"].get("ImageConfig", {}).get("Command") == ["handlers.api.handler"])
     assert custom_api["Properties"]["Environment"]["Variables"]["CORS_ALLOW_ORIGIN"] == "https://screening.example.org"
