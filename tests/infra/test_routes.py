@@ -93,11 +93,16 @@ def test_only_the_documents_public_routes_go_without_an_api_key(template):
 
 def test_gateway_validates_the_documents_parameters(template):
     methods = gateway_methods(template)
-    assert methods[("/predictions", "GET")]["RequestParameters"] == {
-        "method.request.querystring.limit": False, "method.request.querystring.label": False,
-        "method.request.querystring.cursor": False}
-    assert methods[("/predict", "POST")]["RequestParameters"] == {
-        "method.request.header.Idempotency-Key": False, "method.request.querystring.heatmap": False}
+    sources = {"query": "querystring", "path": "path", "header": "header"}
+    for path, operations in openapi_spec.PATHS.items():
+        for method, operation in operations.items():
+            expected = {f"method.request.{sources[p['in']]}.{p['name']}": bool(p.get("required"))
+                        for p in operation.get("parameters", [])}
+            assert methods[(path, method.upper())].get("RequestParameters", {}) == expected, (path, method)
+    assert {"method.request.querystring.limit": False, "method.request.querystring.label": False,
+            "method.request.querystring.cursor": False}.items() <= methods[("/predictions", "GET")][
+        "RequestParameters"].items()
+    assert methods[("/predict", "POST")]["RequestParameters"]["method.request.header.Idempotency-Key"] is False
     for (path, _), props in methods.items():  # every path parameter is required, documented or not
         for name in re.findall(r"\{([^}]+)\}", path):
             assert props["RequestParameters"][f"method.request.path.{name}"] is True, path
