@@ -1,4 +1,9 @@
-"""The REST API: routes to the API and retrain functions, one API key and usage plan per clinic.
+"""The REST API: every route of the OpenAPI document to the API function, a key and usage plan per clinic.
+
+The resources and methods come from functions/handlers/openapi_spec.py (infra/routes.py):
+the routes the document marks `security: []` (/docs, /docs/{asset}, /openapi.json) need no
+key, every other one does. POST /retrain and the other retraining routes go to the API
+function, like every route; the retrain function only serves the EventBridge schedule.
 
 Each clinic's key belongs to its own usage plan (its own throttle and daily
 quota); the admin key sees every clinic. The functions learn which key is
@@ -15,27 +20,19 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.routes import api_routes
 from infra.settings import DeploymentSettings
 from screening.tenancy import ADMIN
 
 ADMIN_KEY = "admin"
-ROUTES = {  # (path, method) -> request parameters the gateway validates
-    ("predict", "POST"): {},
-    ("predict/batch", "POST"): {},
-    ("predictions", "GET"): {"method.request.querystring.limit": False,
-                             "method.request.querystring.label": False,
-                             "method.request.querystring.cursor": False},
-    ("predictions/{prediction_id}", "GET"): {"method.request.path.prediction_id": True},
-    ("status", "GET"): {},
-    ("uploads", "POST"): {},
-    ("openapi.json", "GET"): {},
-}
+# The headers a browser may send: the key, the body's type, and the retry key of POST /predict(/batch).
+CORS_ALLOWED_HEADERS = ["content-type", "x-api-key", "idempotency-key"]
 BINARY_MEDIA_TYPES = ["image/*", "multipart/form-data", "application/octet-stream"]  # never */*
 
 
 class ScreeningApi(Construct):
     def __init__(self, scope: Construct, construct_id: str, settings: DeploymentSettings,
-                 api_function: lambda_.IFunction, retrain_function: lambda_.IFunction, cors_origin: str) -> None:
+                 api_function: lambda_.IFunction, cors_origin: str) -> None:
         super().__init__(scope, construct_id)
         self.settings = settings
         access_log_group = logs.LogGroup(self, "AccessLogs", retention=logs.RetentionDays.THREE_MONTHS,
@@ -57,7 +54,7 @@ class ScreeningApi(Construct):
                 throttling_burst_limit=settings.api_burst_limit * 5),
             default_cors_preflight_options=apigw.CorsOptions(
                 allow_origins=[cors_origin], allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=["content-type", "x-api-key"], max_age=cdk.Duration.minutes(5)),
+                allow_headers=CORS_ALLOWED_HEADERS, max_age=cdk.Duration.minutes(5)),
             default_method_options=apigw.MethodOptions(api_key_required=True))
         # The gateway's own refusals (no key, throttled, too large) carry CORS headers too, so the
         # web page can read them.
@@ -68,11 +65,11 @@ class ScreeningApi(Construct):
         validator = apigw.RequestValidator(self, "ParameterValidator", rest_api=self.rest_api,
                                            validate_request_parameters=True, validate_request_body=True)
         integration = apigw.LambdaIntegration(api_function, proxy=True)
-        for (path, method), parameters in ROUTES.items():
-            self.rest_api.root.resource_for_path(path).add_method(
-                method, integration, request_parameters=parameters or None, request_validator=validator)
-        self.rest_api.root.resource_for_path("retrain").add_method(
-            "POST", apigw.LambdaIntegration(retrain_function, proxy=True), request_validator=validator)
+        for route in api_routes():
+            self.rest_api.root.resource_for_path(route.resource_path).add_method(
+                route.method, integration, request_parameters=dict(route.request_parameters) or None,
+                request_validator=validator, api_key_required=not route.public,
+                authorization_type=apigw.AuthorizationType.NONE)
 
         # Keys stand alone (no stage link of their own: the usage plan links them), so the
         # functions can carry their ids without a dependency cycle through the deployment.

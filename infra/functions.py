@@ -68,6 +68,8 @@ class ScreeningFunctions(Construct):
             "POWERTOOLS_SERVICE_NAME": resources.SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": resources.METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
+            # How often a warm function re-reads the registry's pointer (a promotion's reach).
+            "MODEL_REFRESH_SECONDS": str(settings.model_refresh_seconds),
         })
         self.consumer = self.factory.create(
             self, "ConsumerFunction", "handlers.sqs_consumer.handler", settings.consumer_memory_mb,
@@ -80,15 +82,17 @@ class ScreeningFunctions(Construct):
             max_concurrency=settings.consumer_max_concurrency, report_batch_item_failures=True))
         self.api_function = self.factory.create(
             self, "ApiFunction", "handlers.api.handler", settings.api_memory_mb, settings.api_timeout_seconds,
-            "REST API: /predict, /predictions, /status, /uploads",
+            "REST API: screening, results, uploads, retraining and the model registry",
             reserved_concurrency=settings.api_reserved_concurrency,
             extra_env={"CORS_ALLOW_ORIGIN": cors_origin})
 
-        # Least privilege: read incoming/ images, read/write results, read the served model.
+        # Least privilege: read incoming/ images, read/write results, read the registry (the pointer
+        # models/<condition>/current.json and the version it names, models/<condition>/<version>/).
         for fn in (self.consumer, self.api_function):
             grants.read_objects(fn, storage.image_bucket, resources.INCOMING_PREFIX)
-            grants.read_objects(fn, storage.model_bucket, resources.CURRENT_MODEL_PREFIX)
+            grants.read_objects(fn, storage.model_bucket, resources.MODEL_REGISTRY_PREFIX)
             grants.use_results_table(fn, storage.table)
+        grants.delete_idempotency_records(self.api_function, storage.table)
         # The consumer stores each S3-path prediction's heatmap overlay; the API serves it.
         grants.write_objects(self.consumer, storage.image_bucket, resources.RESULTS_PREFIX)
         grants.read_objects(self.api_function, storage.image_bucket, resources.RESULTS_PREFIX)

