@@ -42,7 +42,7 @@ StaticResponse = tuple[int, dict[str, str], bytes]
 
 def is_static_path(raw_path: str) -> bool:
     path = urlsplit(raw_path).path
-    return path in ("/", "/index.html") or path.startswith(("/web/", "/samples/", "/model-report/"))
+    return path in ("/", "/index.html", "/config.json") or path.startswith(("/web/", "/samples/", "/model-report/"))
 
 
 def _inside(base: Path, relative: str) -> Path | None:
@@ -99,6 +99,8 @@ def static_response(method: str, raw_path: str) -> StaticResponse | None:
     if path.startswith("/web/"):
         found = _inside(WEB_DIR, path[len("/web/"):])
         return _file(found, 60) if found else _not_found(path)
+    if path == "/config.json":  # deployed, the stack writes {"ApiUrl": ...}; here the API is this origin
+        return _json(b"{}")
     if path == "/samples/index.json":
         body = json.dumps({"samples": sample_index()}).encode()
         return _json(body)

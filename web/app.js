@@ -47,8 +47,16 @@ function notice(text) {
   box.hidden = !text;
 }
 
+// Deployed behind CloudFront, the stack writes config.json with the API's URL (infra/web.py);
+// the local cloud serves the page and the API from one origin and answers {}.
+let deployedApiUrl = null;
+const configLoaded = fetch("config.json", { cache: "no-store" })
+  .then((r) => (r.ok ? r.json() : {}))
+  .then((config) => { deployedApiUrl = config.ApiUrl || null; })
+  .catch(() => {});
+
 function apiBase() {
-  return (sessionStorage.getItem(BASE_STORE) || location.origin).replace(/\/$/, "");
+  return (sessionStorage.getItem(BASE_STORE) || deployedApiUrl || location.origin).replace(/\/$/, "");
 }
 
 function apiKey() {
@@ -78,6 +86,7 @@ async function api(path, { method = "GET", json, body, headers = {}, as = "json"
   }
   let response;
   try {
+    await configLoaded;
     response = await fetch(apiBase() + path, init);
   } catch (err) {
     throw new ApiError(0, "network_error", `The API could not be reached (${err.message}).`);
