@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 MODEL_INPUT_SIZE = 224
-WORKING_SIZE = 112  # the fixed resolution every photograph passes through (the low-pass)
+WORKING_SIZE = 160  # the fixed resolution every photograph passes through (the low-pass)
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601: RGB -> grey, wherever the project needs grey
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "TIFF", "WEBP", "BMP"})
 DEFAULT_MAX_PIXELS = 40_000_000  # a 6000x6000 fundus camera frame fits; bombs don't
