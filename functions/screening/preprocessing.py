@@ -118,8 +118,7 @@ def decode_image(
     image, info = _open_checked(data, max_pixels, max_bytes)
     try:
         if min_side is not None and image.format == "JPEG":
-            shorter = min(image.width, image.height)
-            scale = shorter / min_side
+            scale = _reduction(image.size, min_side)
             image.draft(image.mode if image.mode in ("L", "RGB") else None,
                         (max(1, int(image.width / scale)), max(1, int(image.height / scale))))
         image.load()
@@ -128,7 +127,7 @@ def decode_image(
     try:
         image = ImageOps.exif_transpose(image)
         if min_side is not None:
-            factor = min(image.width, image.height) // min_side
+            factor = int(_reduction(image.size, min_side))
             if factor >= 2 and image.mode in ("L", "LA", "RGB", "RGBA", "RGBX", "I", "F", "CMYK"):
                 image = image.reduce(factor)
         return _to_rgb(image), info
@@ -136,6 +135,13 @@ def decode_image(
         raise
     except Exception:
         raise ImageRejected("unsupported_mode", f"Pixel mode {info.mode} cannot be converted to RGB.")
+
+
+def _reduction(size: tuple[int, int], min_side: int) -> float:
+    """How much smaller the image may be decoded: the shorter side keeps `min_side` px
+    unless the longer side would then exceed 2 x `min_side` (long strips), so the
+    decoded pixels stay bounded by the model input whatever the aspect ratio."""
+    return max(1.0, min(size) / min_side, max(size) / (2 * min_side))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
