@@ -202,7 +202,14 @@ def canonical_input(image: Image.Image, size: int = MODEL_INPUT_SIZE,
         canvas.paste(shrunk, ((working_size - shrunk.width) // 2, (working_size - shrunk.height) // 2))
         shrunk = canvas
     resized = shrunk.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32) * (circle_mask(size) / 255.0)
+    return np.asarray(resized, dtype=np.float32) * _mask_over_255(size)
+
+
+@lru_cache(maxsize=4)
+def _mask_over_255(size: int) -> np.ndarray:
+    scaled = circle_mask(size) / 255.0
+    scaled.setflags(write=False)
+    return scaled
 
 
 def to_model_input(image: Image.Image, size: int = MODEL_INPUT_SIZE) -> np.ndarray:
