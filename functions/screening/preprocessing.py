@@ -165,10 +165,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def content_box(image: Image.Image) -> tuple[int, int, int, int] | None:
     """Bounding box (left, top, right, bottom) of the non-black content, None if there is none."""
-    grey = np.asarray(image.convert("L"))
-    bright = grey > BLACK_LEVEL
-    rows = np.flatnonzero(bright.mean(axis=1) > CONTENT_FRACTION)
-    cols = np.flatnonzero(bright.mean(axis=0) > CONTENT_FRACTION)
+    bright = np.asarray(image.convert("L")) > BLACK_LEVEL
+    rows = np.flatnonzero(np.count_nonzero(bright, axis=1) > CONTENT_FRACTION * image.width)
+    cols = np.flatnonzero(np.count_nonzero(bright, axis=0) > CONTENT_FRACTION * image.height)
     if len(rows) == 0 or len(cols) == 0:
         return None
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
@@ -202,7 +201,8 @@ def canonical_input(image: Image.Image, size: int = MODEL_INPUT_SIZE,
         canvas.paste(shrunk, ((working_size - shrunk.width) // 2, (working_size - shrunk.height) // 2))
         shrunk = canvas
     resized = shrunk.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32) * _mask_over_255(size)
+    tensor = np.asarray(resized, dtype=np.float32)  # a fresh array: scale it in place
+    return np.multiply(tensor, _mask_over_255(size), out=tensor)
 
 
 @lru_cache(maxsize=4)
