@@ -21,7 +21,10 @@ import numpy as np
 
 from training.data import list_labelled_folder, load_images
 from training.metrics import classification_report
-from training.robustness import VARIANTS
+from training.acquisition import EXTRA_VARIANTS, VARIANTS
+from training.robustness import variant_inputs
+
+ALL_VARIANTS = {**VARIANTS, **EXTRA_VARIANTS}
 
 
 def score(model_path: Path, images: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, float | None]:
@@ -47,11 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="a folder with normal/ and glaucoma/")
     parser.add_argument("--threshold", type=float, default=None,
                         help="decision threshold (default: the model card's)")
-    parser.add_argument("--variant", choices=["as-is", *VARIANTS], default="as-is",
-                        help="score a photometric variant of the images (the robustness check)")
+    parser.add_argument("--variant", choices=["as-is", *ALL_VARIANTS], default="as-is",
+                        help="score a re-framed or re-acquired variant of the photographs (the invariance suite)")
     args = parser.parse_args(argv)
     loaded = load_images(list_labelled_folder(args.data))
-    images = loaded.images if args.variant == "as-is" else VARIANTS[args.variant](loaded.images)
+    images = (loaded.images if args.variant == "as-is"
+              else variant_inputs(loaded.paths, ALL_VARIANTS[args.variant]))
     scores, card_threshold = score(args.model, images)
     threshold = args.threshold if args.threshold is not None else card_threshold
     if threshold is None:

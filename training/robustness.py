@@ -1,68 +1,65 @@
-"""Shifted copies of a labelled set: what other cameras and hospitals do to a photograph.
+"""The invariance suite: how far a prediction moves when the same photograph is
+framed or taken differently (training/acquisition.py VARIANTS).
 
-ACRIMA's classes differ in colour (and in image size, hence sharpness) in ways
-other hospitals' images do not; a model that uses those cues collapses
-elsewhere. These variants of the test split are the checks we can run
-ourselves: on grey and colour_shift the AUC must stay within 0.05; blur,
-jpeg_q30 and wider_crop are reported (models/MODEL_CARD.md).
+Every variant is applied to the decoded photograph at full resolution, encoded
+as a client would send it, and goes through the serving preprocessing
+(`preprocess_bytes`). Reported per variant: median, 95th percentile and maximum
+of |p(variant) - p(photograph)|, ROC AUC, and sensitivity and specificity at the
+model's threshold. Targets (issue 11): p95 |dp| <= 0.1, AUC within 0.03 of the
+clean figure, sensitivity and specificity >= 0.80.
 """
 
 from __future__ import annotations
 
-import io
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageFilter
 
-from screening.preprocessing import LUMA_WEIGHTS
+from screening.preprocessing import MODEL_INPUT_SIZE, decode_image, preprocess_bytes
+from training.acquisition import EXTRA_VARIANTS, VARIANTS
+from training.metrics import classification_report
 
-# Per-channel gains and a gamma, roughly a warmer, darker camera than ACRIMA's.
-COLOUR_SHIFT_GAINS = np.array([1.15, 0.85, 0.7], np.float32)
-COLOUR_SHIFT_GAMMA = 1.3
-
-
-def grey_level(images: np.ndarray) -> np.ndarray:
-    grey = images @ np.array(LUMA_WEIGHTS, np.float32)
-    return np.repeat(grey[..., None], 3, axis=-1).astype(np.float32)
+MAX_DELTA_P95 = 0.1
+MAX_AUC_DROP = 0.03
+MIN_SENS_SPEC = 0.80
 
 
-def colour_shift(images: np.ndarray) -> np.ndarray:
-    return np.clip((images * COLOUR_SHIFT_GAINS) ** COLOUR_SHIFT_GAMMA, 0.0, 1.0).astype(np.float32)
+def variant_inputs(paths: list[Path], variant: Callable, size: int = MODEL_INPUT_SIZE) -> np.ndarray:
+    """The model inputs of every photograph after one variant, through the serving path."""
+    tensors = []
+    for path in paths:
+        photo = decode_image(Path(path).read_bytes(), min_side=None)[0]
+        tensors.append(preprocess_bytes(variant(photo), size=size)[0])
+    return np.stack(tensors)
 
 
-def blur(images: np.ndarray) -> np.ndarray:
-    """A softer camera or a slightly defocused shot: Gaussian blur, sigma 1.5 px at 224 px."""
-    return np.stack([np.asarray(Image.fromarray(_to_uint8(i)).filter(ImageFilter.GaussianBlur(1.5)),
-                                np.float32) / 255.0 for i in images])
-
-
-def jpeg_q30(images: np.ndarray) -> np.ndarray:
-    """Heavy JPEG recompression, as from a PACS export or a messaging app."""
-    out = []
-    for image in images:
-        buffer = io.BytesIO()
-        Image.fromarray(_to_uint8(image)).save(buffer, "JPEG", quality=30)
-        out.append(np.asarray(Image.open(buffer).convert("RGB"), np.float32) / 255.0)
-    return np.stack(out)
-
-
-def wider_crop(images: np.ndarray) -> np.ndarray:
-    """A looser crop around the disc: the image shrunk to 80 % on a black border."""
-    size = images.shape[1]
-    inner = int(round(size * 0.8))
-    offset = (size - inner) // 2
-    out = np.zeros_like(images)
-    for k, image in enumerate(images):
-        small = np.asarray(Image.fromarray(_to_uint8(image)).resize((inner, inner), Image.Resampling.BILINEAR),
-                           np.float32) / 255.0
-        out[k, offset:offset + inner, offset:offset + inner] = small
-    return out
-
-
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
-
-
-# grey and colour_shift are the checks with targets (AUC within 0.05); the rest are reported.
-VARIANTS = {"grey": grey_level, "colour_shift": colour_shift, "blur": blur, "jpeg_q30": jpeg_q30,
-            "wider_crop": wider_crop}
+def invariance_report(predict: Callable[[np.ndarray], np.ndarray], paths: list[Path], labels: np.ndarray,
+                      clean_scores: np.ndarray, threshold: float, size: int = MODEL_INPUT_SIZE,
+                      variants: dict | None = None, log=print) -> dict:
+    """Per variant: |dp| statistics and the classification figures at `threshold`."""
+    variants = {**VARIANTS, **EXTRA_VARIANTS} if variants is None else variants
+    clean = classification_report(labels, clean_scores, threshold)
+    report = {}
+    for name, variant in variants.items():
+        scores = predict(variant_inputs(paths, variant, size))
+        delta = np.abs(scores - clean_scores)
+        figures = classification_report(labels, scores, threshold)
+        entry = {
+            "delta_p_median": float(np.median(delta)),
+            "delta_p_p95": float(np.percentile(delta, 95)),
+            "delta_p_max": float(delta.max()),
+            "roc_auc": figures["roc_auc"],
+            "sensitivity": figures["sensitivity"],
+            "specificity": figures["specificity"],
+            "target": name in VARIANTS,
+        }
+        entry["meets_targets"] = bool(
+            entry["delta_p_p95"] <= MAX_DELTA_P95
+            and not (clean["roc_auc"] - entry["roc_auc"] > MAX_AUC_DROP)
+            and entry["sensitivity"] >= MIN_SENS_SPEC and entry["specificity"] >= MIN_SENS_SPEC)
+        report[name] = entry
+        log(f"  {name:22s} |dp| median {entry['delta_p_median']:.3f} p95 {entry['delta_p_p95']:.3f} "
+            f"AUC {entry['roc_auc']:.3f} sens {entry['sensitivity']:.3f} spec {entry['specificity']:.3f}"
+            f"{'' if entry['meets_targets'] else '  (misses a target)'}")
+    return report

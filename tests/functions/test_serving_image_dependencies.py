@@ -82,4 +82,4 @@ def test_handler_runs_in_a_venv_with_only_the_serving_requirements(tmp_path, sam
     assert out["tensorflow_installed"] is False and out["tensorflow_imported"] is False
     assert out["response"]["statusCode"] == 200
     body = json.loads(out["response"]["body"])
-    assert body["label"] == "glaucoma" and body["model_version"] == "acrima-effl0-grey-v1"
+    assert body["label"] == "glaucoma" and body["model_version"] == "acrima-effl0-invariant-w224"

@@ -21,13 +21,18 @@ def evaluate(*args: str) -> dict:
 
 def test_default_model_on_the_sample_folder(sample_dir):
     report = evaluate("--model", "models", "--data", str(sample_dir))
-    # samples/acrima/README.md: one normal image (Im011, P=0.40) lies above the 0.364 threshold
-    assert report["n"] == 12 and report["confusion_matrix"] == {"tn": 5, "fp": 1, "fn": 0, "tp": 6}
-    assert report["sensitivity"] == 1.0 and report["specificity"] == pytest.approx(5 / 6)
-    assert report["roc_auc"] > 0.9 and report["variant"] == "as-is"
+    # At the 0.268 threshold: normals Im004 (P=0.69) and Im026 (0.86) lie above it, glaucoma
+    # Im342 (0.01) below (training/experiments/cam.py prints every sample's P).
+    assert report["n"] == 12 and report["confusion_matrix"] == {"tn": 4, "fp": 2, "fn": 1, "tp": 5}
+    assert report["sensitivity"] == pytest.approx(5 / 6) and report["specificity"] == pytest.approx(4 / 6)
+    assert report["roc_auc"] > 0.7 and report["variant"] == "as-is"
 
 
-def test_keras_file_with_explicit_threshold_and_a_colour_variant(sample_dir):
-    report = evaluate("--model", "models/glaucoma.keras", "--data", str(sample_dir), "--threshold", "0.5",
-                      "--variant", "colour_shift")
-    assert report["threshold"] == 0.5 and report["variant"] == "colour_shift" and report["n"] == 12
+def test_keras_file_with_explicit_threshold_and_a_framing_variant(sample_dir):
+    """A variant is applied to the photograph before the shared preprocessing: black padding
+    to 4:3 is cropped away again, so the figures equal the photographs' own."""
+    padded = evaluate("--model", "models/glaucoma.keras", "--data", str(sample_dir), "--threshold", "0.5",
+                      "--variant", "pad_4x3")
+    assert padded["threshold"] == 0.5 and padded["variant"] == "pad_4x3" and padded["n"] == 12
+    clean = evaluate("--model", "models/glaucoma.keras", "--data", str(sample_dir), "--threshold", "0.5")
+    assert padded["confusion_matrix"] == clean["confusion_matrix"]

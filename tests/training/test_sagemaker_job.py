@@ -47,7 +47,7 @@ def smoke_job(tmp_path_factory, sample_files):
     # SageMaker writes every hyperparameter value as a string.
     (config / "hyperparameters.json").write_text(json.dumps(
         {"epochs": "1", "batch_size": "4", "image_size": "64", "model_version": "smoke-1",
-         "learning_rate": "0.001", "pretrained": "true"}))
+         "learning_rate": "0.001", "pretrained": "true", "augmented_copies": "1"}))
     model_dir = opt_ml / "elsewhere" / "model"
     result = run_job(opt_ml, {
         "SM_MODEL_DIR": str(model_dir),

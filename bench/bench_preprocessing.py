@@ -1,0 +1,86 @@
+"""Decode + preprocess cost on one core: the sample images and a 4000x3000 JPEG.
+
+    PYTHONPATH=functions:. python bench/bench_preprocessing.py
+
+Prints medians for `preprocess_bytes` beside the previous way (full-size
+decode, pad to square, resize), measured in the same run, and their ratio.
+Times are the thread's CPU time (`time.thread_time`), i.e. the cost on one core,
+so a machine shared with other jobs does not inflate them much (wall-clock
+medians are printed beside them).
+Targets (issues 7 and 11): <= 3 ms median on the samples, <= 40 ms on a
+4000x3000 JPEG.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
+
+from screening.preprocessing import MODEL_INPUT_SIZE, preprocess_bytes  # noqa: E402
+
+
+def full_size_baseline(data: bytes) -> np.ndarray:
+    """The replaced path: decode everything, pad to a square, then resize."""
+    image = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    side = max(image.size)
+    canvas = Image.new("RGB", (side, side))
+    canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+    return np.asarray(canvas.resize((MODEL_INPUT_SIZE, MODEL_INPUT_SIZE), Image.Resampling.BILINEAR),
+                      np.float32) / 255.0
+
+
+def median_ms(function, payloads: list[bytes], repeats: int) -> tuple[float, float]:
+    """(median CPU ms, median wall ms) per call."""
+    for data in payloads:  # warm-up
+        function(data)
+    cpu, wall = [], []
+    for _ in range(repeats):
+        for data in payloads:
+            started_cpu, started_wall = time.thread_time(), time.perf_counter()
+            function(data)
+            cpu.append((time.thread_time() - started_cpu) * 1000)
+            wall.append((time.perf_counter() - started_wall) * 1000)
+    return statistics.median(cpu), statistics.median(wall)
+
+
+def camera_frame(sample: Path) -> bytes:
+    """A disc photograph as a 4000x3000 camera frame (scaled up, black sides), JPEG q90."""
+    photo = Image.open(sample).convert("RGB").resize((3000, 3000), Image.Resampling.BILINEAR)
+    frame = Image.new("RGB", (4000, 3000))
+    frame.paste(photo, (500, 0))
+    buffer = io.BytesIO()
+    frame.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def main() -> int:
+    samples = sorted((ROOT / "samples" / "acrima").glob("*/*.jpg"))
+    sample_bytes = [p.read_bytes() for p in samples]
+    frame = [camera_frame(samples[0])]
+    print(f"decode + preprocess, median CPU ms on one core ({len(samples)} samples x 20, 4000x3000 x 15);"
+          " wall-clock medians in brackets")
+    print(f"{'input':16s} {'preprocess_bytes':>24s} {'full-size baseline':>26s} {'ratio':>7s}")
+    for name, payloads, repeats, target in (("sample images", sample_bytes, 20, 3.0),
+                                            ("4000x3000 JPEG", frame, 15, 40.0)):
+        ours, ours_wall = median_ms(lambda d: preprocess_bytes(d), payloads, repeats)
+        baseline, baseline_wall = median_ms(full_size_baseline, payloads, repeats)
+        verdict = "meets" if ours <= target else "MISSES"
+        print(f"{name:16s} {ours:10.2f} ms ({ours_wall:7.2f} ms) {baseline:10.2f} ms ({baseline_wall:8.2f} ms) "
+              f"{baseline / ours:6.1f}x  ({verdict} the {target:g} ms target)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Re-acquisition augmentation and the invariance suite's variants: they change the
+photograph as claimed, and the canonical preprocessing undoes what it should."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from screening.preprocessing import MODEL_INPUT_SIZE, canonical_input, decode_image, preprocess_bytes
+from training.acquisition import EXTRA_VARIANTS, VARIANTS, blur, random_acquisition, rotate
+
+
+@pytest.fixture(scope="module")
+def photo(sample_files) -> Image.Image:
+    return decode_image(sample_files["normal"][0].read_bytes(), min_side=None)[0]
+
+
+def test_random_acquisitions_differ_and_keep_the_input_contract(photo):
+    rng = np.random.default_rng(0)
+    tensors = [canonical_input(random_acquisition(photo, rng)) for _ in range(6)]
+    clean = canonical_input(photo)
+    for tensor in tensors:
+        assert tensor.shape == (MODEL_INPUT_SIZE, MODEL_INPUT_SIZE, 3) and 0 <= tensor.min() <= tensor.max() <= 1
+    assert min(np.abs(t - clean).mean() for t in tensors) > 0.005
+    again = canonical_input(random_acquisition(photo, np.random.default_rng(0)))
+    assert np.array_equal(again, tensors[0])  # seeded: reproducible
+
+
+@pytest.mark.parametrize("name", ["pad_4x3", "pad_3x4_offset", "zoom_0.8"])
+def test_black_framing_variants_are_undone_by_the_preprocessing(photo, name):
+    clean = preprocess_bytes(VARIANTS["grey"](photo))[0]  # both through JPEG q95 and grey
+    framed = preprocess_bytes(VARIANTS[name](photo.convert("L").convert("RGB")))[0]
+    tolerance = 0.03 if name == "zoom_0.8" else 0.01  # zoom 0.8 also resamples the photograph
+    assert np.abs(framed - clean).mean() < tolerance
+
+
+def test_every_variant_is_a_decodable_upload_that_differs(photo):
+    small = photo.resize((300, 300))
+    clean = preprocess_bytes(VARIANTS["jpeg_q30"](small))[0]
+    for name, variant in {**VARIANTS, **EXTRA_VARIANTS}.items():
+        data = variant(small)
+        assert isinstance(data, bytes) and Image.open(io.BytesIO(data)).format == "JPEG"
+        tensor = preprocess_bytes(data)[0]
+        assert tensor.shape == (MODEL_INPUT_SIZE, MODEL_INPUT_SIZE, 3)
+        if name != "jpeg_q30":
+            assert np.abs(tensor - clean).mean() > 1e-3, name
+
+
+def test_blur_is_relative_to_a_224_px_photograph(photo):
+    """sigma 1.5 at 224 px removes the same share of detail on a small and a large copy."""
+
+    def detail(image):
+        grey = np.asarray(image.convert("L"), np.float32)
+        return float(np.abs(np.diff(grey, axis=1)).mean())
+
+    small, large = photo.resize((224, 224)), photo.resize((672, 672))
+    kept_small = detail(blur(small, 1.5)) / detail(small)
+    kept_large = detail(blur(large, 1.5).resize((224, 224))) / detail(large.resize((224, 224)))
+    assert kept_small < 0.8 and abs(kept_small - kept_large) < 0.15
+
+
+def test_rotation_leaves_black_corners_outside_the_circle(photo):
+    tensor = canonical_input(rotate(photo, 15))
+    assert tensor[:20, :20].max() == 0.0 and tensor[MODEL_INPUT_SIZE // 2, MODEL_INPUT_SIZE // 2].max() > 0.1

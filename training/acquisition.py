@@ -1,0 +1,171 @@
+"""What other cameras, export paths and cropping habits do to a photograph, applied
+to the decoded photograph BEFORE the shared preprocessing (as a clinic's upload is).
+
+- `random_acquisition`: the training augmentation (framing, rotation, blur,
+  down-up sampling, JPEG, colour and grey-level shifts), drawn at random;
+- `VARIANTS`: the fixed variants of the invariance suite, each a function
+  photo -> bytes as a client would send them (training/robustness.py scores them).
+
+Blur and resampling are given relative to a 224-px photograph (sigma 1.5 px at
+224 px is sigma 3 px on a 448-px one), so they mean the same on any image size.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+REFERENCE_SIDE = 224
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", quality: int = 95) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        image.save(buffer, "JPEG", quality=quality, subsampling=0 if quality >= 90 else 2)
+    else:
+        image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def _relative(image: Image.Image, pixels_at_224: float) -> float:
+    return pixels_at_224 * min(image.size) / REFERENCE_SIDE
+
+
+# ---------- elementary transformations (deterministic) ----------
+
+def pad(image: Image.Image, width_ratio: float, height_ratio: float = 1.0,
+        offset: tuple[float, float] = (0.5, 0.5)) -> Image.Image:
+    """The photograph on a larger black canvas (letterboxing, a non-square frame)."""
+    w, h = image.size
+    canvas = Image.new("RGB", (max(w, round(w * width_ratio)), max(h, round(h * height_ratio))))
+    canvas.paste(image, (round((canvas.width - w) * offset[0]), round((canvas.height - h) * offset[1])))
+    return canvas
+
+
+def crop(image: Image.Image, fraction: float, offset: tuple[float, float] = (0.5, 0.5)) -> Image.Image:
+    """A tighter crop: `fraction` of each side kept."""
+    w, h = image.size
+    cw, ch = max(1, round(w * fraction)), max(1, round(h * fraction))
+    left, top = round((w - cw) * offset[0]), round((h - ch) * offset[1])
+    return image.crop((left, top, left + cw, top + ch))
+
+
+def zoom(image: Image.Image, factor: float) -> Image.Image:
+    """Same frame size; > 1 magnifies (centre crop scaled back up), < 1 shrinks onto black."""
+    w, h = image.size
+    if factor >= 1:
+        return crop(image, 1 / factor).resize((w, h), Image.Resampling.BILINEAR)
+    small = image.resize((max(1, round(w * factor)), max(1, round(h * factor))), Image.Resampling.BILINEAR)
+    canvas = Image.new("RGB", (w, h))
+    canvas.paste(small, ((w - small.width) // 2, (h - small.height) // 2))
+    return canvas
+
+
+def rotate(image: Image.Image, degrees: float) -> Image.Image:
+    """Camera or head rotation: black corners, same frame."""
+    return image.rotate(degrees, resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
+
+
+def blur(image: Image.Image, sigma_at_224: float) -> Image.Image:
+    return image.filter(ImageFilter.GaussianBlur(_relative(image, sigma_at_224)))
+
+
+def down_up(image: Image.Image, side_at_224: float) -> Image.Image:
+    """A low-resolution sensor or a thumbnail scaled back up."""
+    w, h = image.size
+    scale = min(1.0, side_at_224 / REFERENCE_SIDE)
+    small = image.resize((max(8, round(w * scale)), max(8, round(h * scale))), Image.Resampling.BILINEAR)
+    return small.resize((w, h), Image.Resampling.BILINEAR)
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    return Image.open(io.BytesIO(encode(image, "JPEG", quality))).convert("RGB")
+
+
+def photometric(image: Image.Image, gains=(1.0, 1.0, 1.0), gamma: float = 1.0, brightness: float = 1.0,
+                contrast: float = 1.0, saturation: float = 1.0) -> Image.Image:
+    """White balance, gamma, exposure, contrast and saturation in one pass."""
+    x = np.asarray(image, np.float32) / 255.0
+    x = np.clip(x * np.asarray(gains, np.float32), 0, 1) ** gamma
+    x = x * brightness
+    mean = x.mean()
+    x = (x - mean) * contrast + mean
+    grey = x.mean(axis=2, keepdims=True)
+    x = grey + (x - grey) * saturation
+    return Image.fromarray(np.clip(np.round(x * 255), 0, 255).astype(np.uint8))
+
+
+def grey_level(image: Image.Image) -> Image.Image:
+    return image.convert("L").convert("RGB")
+
+
+# ---------- the invariance suite: photo -> the bytes a client would send ----------
+
+def _jpeg95(transform: Callable[[Image.Image], Image.Image]) -> Callable[[Image.Image], bytes]:
+    return lambda image: encode(transform(image))
+
+
+def _frame_4000x3000(image: Image.Image) -> Image.Image:
+    scaled = image.resize((3000, round(3000 * image.height / image.width)), Image.Resampling.BILINEAR)
+    return pad(scaled, 4000 / scaled.width, 3000 / scaled.height)
+
+
+VARIANTS: dict[str, Callable[[Image.Image], bytes]] = {
+    "pad_4x3": _jpeg95(lambda im: pad(im, 4 / 3)),
+    "pad_3x4_offset": _jpeg95(lambda im: pad(im, 1.0, 4 / 3, offset=(0.5, 0.2))),
+    "frame_4000x3000": _jpeg95(_frame_4000x3000),
+    "crop_80": _jpeg95(lambda im: crop(im, 0.8)),
+    "crop_90": _jpeg95(lambda im: crop(im, 0.9)),
+    "zoom_0.8": _jpeg95(lambda im: zoom(im, 0.8)),
+    "zoom_1.2": _jpeg95(lambda im: zoom(im, 1.2)),
+    "rotate_+15": _jpeg95(lambda im: rotate(im, 15)),
+    "rotate_-15": _jpeg95(lambda im: rotate(im, -15)),
+    "blur_1.5": _jpeg95(lambda im: blur(im, 1.5)),
+    "jpeg_q30": lambda im: encode(im, "JPEG", 30),
+    "grey": _jpeg95(grey_level),
+    "colour_shift": _jpeg95(lambda im: photometric(im, gains=(1.15, 0.85, 0.7), gamma=1.3)),
+    "darker_low_contrast": _jpeg95(lambda im: photometric(im, brightness=0.7, contrast=0.7)),
+    "brighter_gamma": _jpeg95(lambda im: photometric(im, gamma=0.7, brightness=1.1)),
+}
+# Reported, not a target: stretching changes the disc's shape, not only its framing.
+EXTRA_VARIANTS: dict[str, Callable[[Image.Image], bytes]] = {
+    "stretch_4000x3000": _jpeg95(lambda im: im.resize((4000, 3000), Image.Resampling.BILINEAR)),
+}
+
+
+# ---------- the training augmentation ----------
+
+def random_acquisition(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """One random re-acquisition of a photograph: each change on a share of the draws,
+    ranges a little wider than the suite's so its variants lie inside them."""
+    if rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)  # left and right eyes mirror
+    if rng.random() < 0.3:
+        w, h = image.size
+        stretch = float(np.exp(rng.uniform(-0.1, 0.1)))
+        image = image.resize((max(8, round(w * stretch)), max(8, round(h / stretch))), Image.Resampling.BILINEAR)
+    if rng.random() < 0.6:
+        image = rotate(image, rng.uniform(-18, 18))
+    framing = rng.random()
+    if framing < 0.3:
+        image = crop(image, rng.uniform(0.75, 1.0), offset=tuple(rng.uniform(0.2, 0.8, 2)))
+    elif framing < 0.5:
+        image = zoom(image, rng.uniform(0.75, 1.0))
+    elif framing < 0.65:
+        ratio = rng.uniform(1.0, 1.5)
+        image = pad(image, ratio, 1.0) if rng.random() < 0.5 else pad(image, 1.0, ratio)
+    if rng.random() < 0.5:
+        image = blur(image, rng.uniform(0.3, 2.0))
+    if rng.random() < 0.25:
+        image = down_up(image, rng.uniform(80, 200))
+    if rng.random() < 0.6:
+        image = photometric(image, gains=np.exp(rng.uniform(-0.25, 0.25, 3)),
+                            gamma=float(np.exp(rng.uniform(-0.35, 0.35))),
+                            brightness=rng.uniform(0.65, 1.2), contrast=rng.uniform(0.6, 1.3),
+                            saturation=rng.uniform(0.0, 1.3))
+    if rng.random() < 0.5:
+        image = jpeg(image, int(rng.integers(20, 96)))
+    return image

@@ -1,0 +1,76 @@
+"""Pooled trunk features of photographs and of many random re-acquisitions of them.
+
+With the trunk frozen, a photograph's pooled feature vector is all the head
+ever sees, so the trunk runs once per (photograph, augmented copy) and the head
+is fitted on the cached vectors: ten copies of ACRIMA cost minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from screening.preprocessing import (DECODE_SIDE, MODEL_INPUT_SIZE, ImageRejected, canonical_input,
+                                     decode_image)
+from training.acquisition import random_acquisition
+
+# Photographs for augmentation are decoded with at least this shorter side, enough for
+# every augmentation (crops to 75 %, zoom) to still pass the working resolution.
+AUGMENT_DECODE_SIDE = DECODE_SIDE
+
+
+def load_photos(paths: list[Path], workers: int = 2) -> list[Image.Image | str]:
+    """Decoded, upright RGB photographs (reduced in size), or the rejection reason."""
+
+    def read(path: Path) -> Image.Image | str:
+        try:
+            return decode_image(Path(path).read_bytes(), min_side=AUGMENT_DECODE_SIDE)[0]
+        except ImageRejected as exc:
+            return f"{exc.reason}: {exc.message}"
+        except OSError as exc:
+            return f"unreadable: {exc.strerror or exc}"
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(read, paths))
+
+
+def pooled_model(model):
+    """The classifier cut at global average pooling: photographs -> feature vectors."""
+    import keras
+
+    from training.network import POOL_LAYER
+
+    return keras.Model(model.inputs, model.get_layer(POOL_LAYER).output)
+
+
+def augmented_inputs(photos: list[Image.Image], seed: int, size: int = MODEL_INPUT_SIZE,
+                     workers: int = 2) -> np.ndarray:
+    """One random re-acquisition of every photograph, through the shared preprocessing."""
+
+    def one(k: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, k])
+        try:
+            return canonical_input(random_acquisition(photos[k], rng), size)
+        except ImageRejected:  # an augmentation that left nothing: use the photograph itself
+            return canonical_input(photos[k], size)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return np.stack(list(pool.map(one, range(len(photos)))))
+
+
+def feature_bank(pooled, photos: list[Image.Image], clean_inputs: np.ndarray, copies: int, seed: int,
+                 batch_size: int = 64, log=print) -> np.ndarray:
+    """(1 + copies, N, D): the clean features first, then one row per augmented copy."""
+    started = time.monotonic()
+    size = clean_inputs.shape[1]
+    bank = [pooled.predict(clean_inputs, batch_size=batch_size, verbose=0)]
+    for c in range(copies):
+        inputs = augmented_inputs(photos, seed * 1000 + c, size)
+        bank.append(pooled.predict(inputs, batch_size=batch_size, verbose=0))
+        log(f"  features: copy {c + 1}/{copies} of {len(photos)} photographs "
+            f"({time.monotonic() - started:.0f} s)")
+    return np.stack(bank).astype(np.float32)

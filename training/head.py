@@ -1,0 +1,91 @@
+"""The linear head on pooled trunk features: fit, calibrate, and write into the model.
+
+The head stays one dense unit on global-average-pooled features, so the
+serving graph's class-activation map still holds (mean(cam) + bias = logit).
+Standardisation of the features and the Platt calibration are both affine in
+the logit, so they fold into that unit's weights and bias.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    weights: np.ndarray  # (D,)
+    bias: float
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(features, np.float64) @ self.weights + self.bias
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.logits(features)))
+
+    def calibrated(self, scale: float, shift: float) -> "LinearHead":
+        """The head whose logit is scale * logit + shift."""
+        return LinearHead(self.weights * scale, self.bias * scale + shift)
+
+
+def fit_head(features: np.ndarray, labels: np.ndarray, c: float) -> LinearHead:
+    """L2-regularised logistic regression on standardised features, class-balanced."""
+    x = np.asarray(features, np.float64)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+    model.fit((x - mean) / std, labels)
+    weights = model.coef_[0] / std
+    return LinearHead(weights, float(model.intercept_[0] - weights @ mean))
+
+
+def select_c(train_x: np.ndarray, train_y: np.ndarray, val_sets: list[tuple[np.ndarray, np.ndarray]],
+             grid=C_GRID) -> tuple[float, dict[float, float]]:
+    """The C whose head has the best mean AUC over the validation sets (clean and re-acquired)."""
+    scores = {}
+    for c in grid:
+        head = fit_head(train_x, train_y, c)
+        scores[c] = float(np.mean([roc_auc_score(y, head.logits(x)) for x, y in val_sets]))
+    return max(scores, key=scores.get), scores
+
+
+def platt_scaling(head: LinearHead, features: np.ndarray, labels: np.ndarray) -> LinearHead:
+    """Calibrate on held-out images: logistic regression of the labels on the logit."""
+    logits = head.logits(features)[:, None]
+    model = LogisticRegression(C=1e4, max_iter=1000).fit(logits, labels)
+    return head.calibrated(float(model.coef_[0, 0]), float(model.intercept_[0]))
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> float:
+    """Mean |observed rate - mean probability| over equal-width bins, weighted by their counts."""
+    labels = np.asarray(labels, float)
+    probabilities = np.asarray(probabilities, float)
+    which = np.minimum((probabilities * bins).astype(int), bins - 1)
+    error = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            error += inside.mean() * abs(labels[inside].mean() - probabilities[inside].mean())
+    return float(error)
+
+
+def reliability_table(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> list[dict]:
+    labels = np.asarray(labels, float)
+    probabilities = np.asarray(probabilities, float)
+    which = np.minimum((probabilities * bins).astype(int), bins - 1)
+    return [{"bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}", "n": int((which == b).sum()),
+             "mean_probability": float(probabilities[which == b].mean()),
+             "observed_rate": float(labels[which == b].mean())}
+            for b in range(bins) if (which == b).any()]
+
+
+def write_into(model, head: LinearHead) -> None:
+    """Set the classifier's dense unit to this head."""
+    from training.network import OUTPUT_LAYER
+
+    dense = model.get_layer(OUTPUT_LAYER)
+    dense.set_weights([head.weights.astype(np.float32)[:, None], np.array([head.bias], np.float32)])
