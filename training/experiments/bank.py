@@ -2,11 +2,10 @@ import os
 import time, csv, sys, numpy as np
 from pathlib import Path
 from PIL import Image
-import io
 from training.features import load_photos, feature_bank, pooled_model
 from training.network import build_classifier
 from training.acquisition import VARIANTS, EXTRA_VARIANTS
-from screening.preprocessing import preprocess_bytes, WORKING_SIZE, decode_image
+from screening.preprocessing import preprocess_bytes, decode_image
 K=int(sys.argv[1]); out=sys.argv[2]
 root=Path(os.environ.get('ACRIMA_DIR', '../shared/data/acrima')); rows=list(csv.DictReader(open(root/'splits.csv')))
 paths=[root/r['path'] for r in rows]

@@ -1,4 +1,3 @@
-import os
 import sys, numpy as np
 from sklearn.metrics import roc_auc_score
 from training.head import fit_head, platt_scaling, select_c, expected_calibration_error

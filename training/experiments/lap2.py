@@ -1,5 +1,5 @@
 import os
-import csv, numpy as np, io
+import csv, numpy as np
 from pathlib import Path
 from PIL import Image
 from sklearn.metrics import roc_auc_score

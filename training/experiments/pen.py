@@ -1,5 +1,4 @@
-import os
-import numpy as np, sys
+import numpy as np
 from scipy.optimize import minimize
 from sklearn.metrics import roc_auc_score
 from training.metrics import choose_threshold, classification_report
