@@ -35,8 +35,10 @@ def valid_name(name: object) -> bool:
 
 
 def condition() -> str:
-    name = router.current_event.get_query_string_value("condition") or DEFAULT_CONDITION
-    if not valid_name(name):
+    name = router.current_event.get_query_string_value("condition")
+    if name is None:
+        return DEFAULT_CONDITION
+    if not valid_name(name):  # `?condition=` too: an empty name is no condition
         raise ApiError(400, "invalid_condition", "condition must be letters, digits, '-', '_' or '.'.")
     return name
 

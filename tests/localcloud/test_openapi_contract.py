@@ -118,3 +118,17 @@ def test_docs_page_renders_every_operation_in_a_headless_browser(cloud):
     assert {text.replace("\u200b", "").strip() for text in operations} == expected
     assert "Glaucoma screening API" in title
     assert outside == []
+
+
+def test_inputs_the_document_forbids_are_refused_before_any_work(api):
+    """What schemathesis found or could find: each answered with a 400 and its error code."""
+    cases = [
+        (api.get("/predictions?heatmap=AAA"), "invalid_heatmap"),
+        (api.get("/dataset?condition="), "invalid_condition"),
+        (api.get("/models?condition=gla%C3%BCcoma"), "invalid_condition"),  # the registry's names are ASCII
+        (api.post("/uploads/training", json={"label": "glaucoma", "content_type": ["image/jpeg"]}), "invalid_upload"),
+        (api.post("/uploads/training", json={"label": "glaucoma", "site": "s\u00eete"}), "invalid_upload"),
+    ]
+    for response, error in cases:
+        assert (response.status_code, response.json().get("error")) == (400, error), response.request.url
+    assert api.get("/predictions?heatmap=true&limit=1").status_code == 200
