@@ -400,6 +400,9 @@ def get_heatmap_png(prediction_id: str) -> Response[bytes]:
 @app.get("/predictions", summary="Stored results, newest first (?limit=1..100&label=&cursor=&heatmap=1)")
 def list_predictions() -> Response[dict]:
     event = app.current_event
+    heatmap_flag = (event.get_query_string_value("heatmap") or "0").lower()
+    if heatmap_flag not in ("0", "1", "false", "true"):  # checked before any work, as /predict does
+        raise ApiError(400, "invalid_heatmap", "heatmap may only be 0, 1, false or true.")
     limit = parse_limit(event.get_query_string_value("limit"))
     label = event.get_query_string_value("label")
     if label is not None and label not in ("normal", "glaucoma"):
@@ -410,7 +413,7 @@ def list_predictions() -> Response[dict]:
     try:
         items, next_cursor = runtime().service.store.list_recent(
             limit, label, cursor, clinic=clinic,
-            include_heatmap=(event.get_query_string_value("heatmap") or "").lower() in ("1", "true"))
+            include_heatmap=heatmap_flag in ("1", "true"))
     except InvalidCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc))
     except ClientError as exc:

@@ -29,9 +29,16 @@ def ok(body: dict, status: int = 200) -> Response[dict]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
 
 
+def valid_name(name: object) -> bool:
+    """The registry's rule, and ASCII only (the document's pattern): names become S3 key segments."""
+    return isinstance(name, str) and name.isascii() and model_registry.valid_name(name)
+
+
 def condition() -> str:
-    name = router.current_event.get_query_string_value("condition") or DEFAULT_CONDITION
-    if not model_registry.valid_name(name):
+    name = router.current_event.get_query_string_value("condition")
+    if name is None:
+        return DEFAULT_CONDITION
+    if not valid_name(name):  # `?condition=` too: an empty name is no condition
         raise ApiError(400, "invalid_condition", "condition must be letters, digits, '-', '_' or '.'.")
     return name
 
@@ -90,8 +97,12 @@ def create_training_upload() -> Response[dict]:
     payload = json_body()
     name = condition()
     label, site = payload.get("label"), payload.get("site")
-    if not isinstance(label, str) or (site is not None and not isinstance(site, str)):
+    media_type = payload.get("content_type", "image/jpeg")
+    if not isinstance(label, str) or (site is not None and not isinstance(site, str)) \
+            or not isinstance(media_type, str):
         raise ApiError(400, "invalid_upload", "Send {\"label\": ..., \"site\": ..., \"content_type\": ...}.")
+    if site is not None and not valid_name(site):
+        raise ApiError(400, "invalid_upload", "site must be 1-100 ASCII letters, digits, '-', '_' or '.'.")
     who = caller()
     if not who.is_admin:  # a clinic uploads for its own site only
         if site not in (None, who.clinic):
@@ -99,7 +110,7 @@ def create_training_upload() -> Response[dict]:
         site = who.clinic
     try:
         body = retraining.training_upload(runtime().s3, runtime().settings, name, label, site,
-                                          payload.get("content_type", "image/jpeg"), class_names(name))
+                                          media_type, class_names(name))
     except retraining.UploadRejected as exc:
         raise ApiError(400, "invalid_upload", str(exc))
     return ok(body, 201)
@@ -132,7 +143,7 @@ def start_retraining() -> Response[dict]:
 @router.get("/retrain/<job>", summary="A training job's status, progress, metrics and failure reason")
 def describe_retraining(job: str) -> Response[dict]:
     require_model_bucket()
-    if not model_registry.valid_name(job):
+    if not valid_name(job):
         raise ApiError(400, "invalid_job", "Not a training job name.")
     found = training_jobs().describe(job)
     if found is None:
@@ -158,7 +169,7 @@ def promote_model(version: str) -> Response[dict]:
     require_admin()
     require_model_bucket()
     rt, name = runtime(), condition()
-    if not model_registry.valid_name(version):
+    if not valid_name(version):
         raise ApiError(400, "invalid_version", "Not a model version.")
     retraining.ensure_champion(rt.s3, rt.settings, name)
     try:

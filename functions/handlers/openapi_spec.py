@@ -23,8 +23,9 @@ def _error(description: str) -> dict:
 
 ERRORS = {
     400: "The request is malformed; `error` names the mistake.",
-    403: "Missing or wrong API key (answered by the gateway).",
-    404: "Nothing at this id or S3 key.",
+    403: "Missing or wrong API key (answered by the gateway); `unknown_api_key` for a key no clinic "
+         "holds, `admin_only` where only the admin key may act, `foreign_site` for another clinic's site.",
+    404: "Nothing at this id, S3 key, condition, training job or model version.",
     409: "A request with this Idempotency-Key is still in progress.",
     413: "Over a size or count limit; `message` states the limit.",
     414: "The URL is longer than the gateway accepts.",
@@ -34,7 +35,8 @@ ERRORS = {
     431: "The request's headers are larger than the gateway accepts.",
     500: "An unexpected fault; the request may be retried.",
     502: "The gateway got no valid answer from the function.",
-    503: "Part of a batch could not be processed now; retry it with the same Idempotency-Key.",
+    503: "Part of a batch could not be processed now (retry it with the same Idempotency-Key); "
+         "`no_model_bucket` or `retraining_disabled` where retraining is not set up.",
 }
 EVERY_ROUTE = (414, 431, 500, 502)  # the gateway's own limits, and faults
 KEYED_ROUTE = (403, 429)  # the API key check and the usage plan
@@ -50,6 +52,18 @@ def _responses(ok_status: int, ok: dict, *errors: int, security: bool = True) ->
 def _json(schema_name: str, description: str) -> dict:
     return {"description": description,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}}
+
+
+# model_registry.valid_name, ASCII only: conditions, versions, sites and job names are S3 key segments.
+NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+CONDITION_QUERY = {"name": "condition", "in": "query", "required": False,
+                   "description": "Which condition's model and data (cataract trains and serves the same way).",
+                   "schema": {"type": "string", "pattern": NAME_PATTERN, "default": "glaucoma"}}
+
+
+def _name_in_path(name: str, description: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string", "pattern": NAME_PATTERN}}
 
 
 IDEMPOTENCY_HEADER = {
@@ -145,6 +159,99 @@ SCHEMAS = {
                        "max_bytes": {"type": "integer"}},
     },
 }
+COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+SCHEMAS.update({
+    "TrainingUploadRequest": {
+        "type": "object", "required": ["label"],
+        "description": "One labelled training image to come; a clinic's key uploads for its own site only.",
+        "properties": {
+            "label": {"type": "string", "description": "One of the condition's class names (glaucoma: "
+                                                        "normal, glaucoma)."},
+            "site": {"type": "string", "nullable": True, "pattern": NAME_PATTERN,
+                     "description": "The site the image comes from; default: the caller's clinic."},
+            "content_type": {"type": "string", "enum": list(IMAGE_MEDIA_TYPES), "default": "image/jpeg"},
+        },
+    },
+    "TrainingUpload": {
+        "type": "object", "required": ["upload_url", "method", "headers", "s3_key", "label", "site",
+                                       "condition", "expires_in"],
+        "description": "PUT the image to upload_url with these headers.",
+        "properties": {"upload_url": {"type": "string"}, "method": {"type": "string", "enum": ["PUT"]},
+                       "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                       "s3_key": {"type": "string"}, "label": {"type": "string"}, "site": {"type": "string"},
+                       "condition": {"type": "string"}, "expires_in": {"type": "integer"}},
+    },
+    "Dataset": {
+        "type": "object", "required": ["condition", "total", "by_label", "by_source", "by_site"],
+        "properties": {
+            "condition": {"type": "string"}, "total": {"type": "integer", "minimum": 0}, "by_label": COUNTS,
+            "by_source": {"type": "object", "required": ["base_set", "uploads"], "properties": {
+                "base_set": {"type": "object", "required": ["total", "by_label"], "properties": {
+                    "total": {"type": "integer", "minimum": 0}, "by_label": COUNTS,
+                    "by_split": {"type": "object"}, "source": {"nullable": True}}},
+                "uploads": {"type": "object", "required": ["total", "by_label", "by_site"], "properties": {
+                    "total": {"type": "integer", "minimum": 0}, "by_label": COUNTS,
+                    "by_site": {"type": "object", "additionalProperties": COUNTS}}}}},
+            "by_site": {"type": "object", "additionalProperties": COUNTS},
+        },
+    },
+    "RetrainRequest": {
+        "type": "object",
+        "properties": {"hyperparameters": {
+            "type": "object", "nullable": True,
+            "description": "Passed to the training job as strings (SageMaker's rule), e.g. {\"epochs\": \"5\"}.",
+            "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "number"}]}}},
+    },
+    "RetrainStarted": {
+        "type": "object", "required": ["training_job", "condition", "status"],
+        "properties": {"training_job": {"type": "string"}, "condition": {"type": "string"},
+                       "status": {"type": "string", "enum": ["InProgress"]}},
+    },
+    "JobRunning": {
+        "type": "object", "required": ["error", "message", "training_job"],
+        "description": "`job_running`: one training job at a time; `training_job` names the running one.",
+        "properties": {"error": {"type": "string", "enum": ["job_running"]}, "message": {"type": "string"},
+                       "training_job": {"type": "string"}},
+    },
+    "TrainingJob": {
+        "type": "object", "required": ["training_job", "status", "progress", "metrics"],
+        "properties": {
+            "training_job": {"type": "string"}, "condition": {"type": "string", "nullable": True},
+            "status": {"type": "string", "description": "InProgress, Completed, Failed or Stopped."},
+            "progress": {"type": "object", "properties": {
+                "epoch": {"type": "integer", "minimum": 0}, "epochs": {"type": "integer", "nullable": True}}},
+            "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
+            "failure_reason": {"type": "string", "nullable": True},
+            "version": {"type": "string", "nullable": True}, "promoted": {"type": "boolean", "nullable": True},
+            "decision": {"type": "object", "nullable": True}, "champion": {"nullable": True},
+            "created_at": {"nullable": True},
+        },
+    },
+    "ModelPointer": {
+        "type": "object", "required": ["condition", "version"],
+        "properties": {"condition": {"type": "string"}, "version": {"type": "string"},
+                       "source": {"type": "string"}, "promoted_at": {"type": "string"},
+                       "reason": {"type": "string"}, "previous": {"type": "string", "nullable": True}},
+    },
+    "ModelList": {
+        "type": "object", "required": ["condition", "current", "versions", "refresh_seconds"],
+        "properties": {
+            "condition": {"type": "string"},
+            "current": {"allOf": [{"$ref": "#/components/schemas/ModelPointer"}], "nullable": True},
+            "versions": {"type": "array", "items": {"type": "object", "required": ["version"], "properties": {
+                "version": {"type": "string"}, "created": {"type": "string", "nullable": True},
+                "threshold": {"type": "number", "nullable": True},
+                "class_names": {"type": "array", "nullable": True, "items": {"type": "string"}},
+                "metrics": {"type": "object"}, "decision": {"type": "object", "nullable": True}}}},
+            "refresh_seconds": {"type": "number"},
+        },
+    },
+    "Promoted": {
+        "type": "object", "required": ["current", "refresh_seconds"],
+        "properties": {"current": {"$ref": "#/components/schemas/ModelPointer"},
+                       "refresh_seconds": {"type": "number"}},
+    },
+})
 # A BatchPart carries a Prediction's fields as well (its `status` may also be `failed`).
 SCHEMAS["BatchPart"]["properties"] = {**SCHEMAS["Prediction"]["properties"],
                                       **SCHEMAS["BatchPart"]["properties"]}
@@ -212,6 +319,53 @@ PATHS = {
         "parameters": [{"name": "prediction_id", "in": "path", "required": True,
                         "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}],
         "responses": _responses(200, _json("Prediction", "The stored result."), 404),
+    }},
+    "/predictions/{prediction_id}/heatmap.png": {"get": {
+        "summary": "One result's heatmap as a PNG image",
+        "description": "The stored overlay for an S3-path prediction, else the heatmap alone (RGBA). "
+                       "Only `ok` results have one.",
+        "parameters": [{"name": "prediction_id", "in": "path", "required": True,
+                        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}],
+        "responses": _responses(200, {"description": "A PNG image", "content": {
+            "image/png": {"schema": {"type": "string", "format": "binary"}}}}, 404),
+    }},
+    "/uploads/training": {"post": {
+        "summary": "A presigned PUT for one labelled training image",
+        "parameters": [CONDITION_QUERY],
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/TrainingUploadRequest"}}}},
+        "responses": _responses(201, _json("TrainingUpload", "Where and how to PUT the image."),
+                                400, 404, 413, 503),
+    }},
+    "/dataset": {"get": {
+        "summary": "Training data counts per label, source and site",
+        "parameters": [CONDITION_QUERY],
+        "responses": _responses(200, _json("Dataset", "The counts."), 400, 503),
+    }},
+    "/retrain": {"post": {
+        "summary": "Start a training job (one at a time; the admin key only)",
+        "description": "The new model replaces the current one only when it measures better.",
+        "parameters": [CONDITION_QUERY],
+        "requestBody": {"required": False, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/RetrainRequest"}}}},
+        "responses": {**_responses(202, _json("RetrainStarted", "The job started."), 400, 404, 413, 503),
+                      "409": _json("JobRunning", "A training job is already running.")},
+    }},
+    "/retrain/{job}": {"get": {
+        "summary": "A training job's status, progress, metrics and failure reason",
+        "parameters": [_name_in_path("job", "`training_job` of POST /retrain.")],
+        "responses": _responses(200, _json("TrainingJob", "The job's state."), 400, 404, 503),
+    }},
+    "/models": {"get": {
+        "summary": "Registered model versions, their gate decisions, and the current one",
+        "parameters": [CONDITION_QUERY],
+        "responses": _responses(200, _json("ModelList", "The registry of this condition."), 400, 503),
+    }},
+    "/models/{version}/promote": {"post": {
+        "summary": "Serve this version (rollback or roll forward; the admin key only)",
+        "description": "No body. Workers pick the version up within `refresh_seconds`.",
+        "parameters": [_name_in_path("version", "A `version` of GET /models."), CONDITION_QUERY],
+        "responses": _responses(200, _json("Promoted", "The condition's new pointer."), 400, 404, 503),
     }},
     "/status": {"get": {
         "summary": "Model, counts by label, queue depths, last prediction",

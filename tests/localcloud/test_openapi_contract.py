@@ -18,10 +18,15 @@ import pytest
 from handlers import api as api_handler
 from handlers import openapi_spec
 
-EXAMPLES_PER_OPERATION = 10  # about 350 requests, 30 s on 2 cores
+EXAMPLES_PER_OPERATION = 10  # about 500 requests, under a minute on 2 cores
 SEED = 20261122
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+BODILESS_POSTS = {"/models/{version}/promote"}
+# Not fuzzed: this session's cloud runs training jobs for real (TRAINING_RUNNER=local, which
+# test_retraining_routes.py uses), and a promotion changes the model every later test is served by.
+# Both are documented, and their errors are tested over HTTP in test_retraining_routes.py.
+NOT_FUZZED = ("POST /retrain", "POST /models/{version}/promote")
 
 
 def test_document_paths_are_exactly_the_routes():
@@ -43,7 +48,7 @@ def test_served_document_is_the_complete_one(api):
         for method, operation in operations.items():
             statuses = set(operation["responses"])
             assert {"500", "502"} <= statuses, (method, path)
-            if method == "post":
+            if method == "post" and path not in BODILESS_POSTS:
                 assert operation.get("requestBody"), path
     predict = served["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert {"image/jpeg", "multipart/form-data", "application/json"} <= set(predict)
@@ -69,6 +74,7 @@ def test_schemathesis_finds_no_failure_against_the_served_document(cloud, tmp_pa
                "--phases", "examples,coverage,fuzzing,stateful", "--max-examples", str(EXAMPLES_PER_OPERATION),
                "--seed", str(SEED), "--generation-deterministic", "--no-shrink", "--workers", "1",
                "--request-timeout", "60", "--continue-on-failure",
+               *[arg for name in NOT_FUZZED for arg in ("--exclude-name", name)],
                "--report", "junit", "--report-dir", str(tmp_path)]
     env = {**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_HOOKS": ""}
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
@@ -112,3 +118,17 @@ def test_docs_page_renders_every_operation_in_a_headless_browser(cloud):
     assert {text.replace("\u200b", "").strip() for text in operations} == expected
     assert "Glaucoma screening API" in title
     assert outside == []
+
+
+def test_inputs_the_document_forbids_are_refused_before_any_work(api):
+    """What schemathesis found or could find: each answered with a 400 and its error code."""
+    cases = [
+        (api.get("/predictions?heatmap=AAA"), "invalid_heatmap"),
+        (api.get("/dataset?condition="), "invalid_condition"),
+        (api.get("/models?condition=gla%C3%BCcoma"), "invalid_condition"),  # the registry's names are ASCII
+        (api.post("/uploads/training", json={"label": "glaucoma", "content_type": ["image/jpeg"]}), "invalid_upload"),
+        (api.post("/uploads/training", json={"label": "glaucoma", "site": "s\u00eete"}), "invalid_upload"),
+    ]
+    for response, error in cases:
+        assert (response.status_code, response.json().get("error")) == (400, error), response.request.url
+    assert api.get("/predictions?heatmap=true&limit=1").status_code == 200
