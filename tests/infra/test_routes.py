@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 
 from handlers import openapi_spec
 from infra.routes import UNDOCUMENTED, api_routes
@@ -126,8 +125,5 @@ def test_the_undocumented_list_is_exactly_the_gap_between_resolver_and_document(
     assert {(r.path, r.method) for r in api_routes()} == resolver_routes()
 
 
-@pytest.mark.xfail(strict=True, reason="functions/handlers/openapi_spec.py does not yet describe the heatmap "
-                                       "and retraining routes (infra/routes.py UNDOCUMENTED); when it does, "
-                                       "empty UNDOCUMENTED and drop this marker")
 def test_the_openapi_document_describes_every_served_route():
     assert resolver_routes() == documented_routes()
