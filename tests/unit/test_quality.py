@@ -128,6 +128,8 @@ USABLE_VARIANTS = {  # degraded but readable: each must pass (flags allowed)
     "rotated +15": lambda im: encoded(im.rotate(15, resample=Image.Resampling.BILINEAR)),
     "rotated -15": lambda im: encoded(im.rotate(-15, resample=Image.Resampling.BILINEAR)),
     "cut to 4:3": lambda im: encoded(im.crop((0, 0, im.width, round(im.height * 0.75)))),
+    "a 100-px camera": lambda im: encoded(im.resize((100, 100), Image.Resampling.LANCZOS)),
+    "soft, dark, q25": lambda im: encoded(gamma(im.filter(ImageFilter.GaussianBlur(2 * im.width / 224)), 1.35), 25),
 }
 
 
@@ -140,6 +142,16 @@ def test_degraded_but_usable_variants_of_every_sample_pass(sample_dir):
             if report.rejection:
                 refused.append((path.name, name, report.rejection, report.measures))
     assert refused == []
+
+
+def test_the_content_box_is_measured_without_the_padding(normal_sample):
+    """ImageInfo carries the content box (original pixels) and its corners' lit share."""
+    _, info = preprocess_bytes(jpeg(padded_to_4_3(normal_sample)))
+    assert info.width == round(normal_sample.height * 4 / 3)
+    assert abs(info.content_width - normal_sample.width) <= 3 and abs(info.content_height - normal_sample.height) <= 3
+    assert info.corner_lit > 0.9
+    _, full_field = preprocess_bytes((FIXTURES / "retina_full_field.jpg").read_bytes())
+    assert full_field.corner_lit < quality.CORNER_LIT_REJECT
 
 
 def test_a_strip_cut_from_a_sample_is_refused_for_its_shape(normal_sample):
