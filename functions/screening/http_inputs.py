@@ -35,6 +35,8 @@ REJECTION_STATUS = {
     "unsupported_format": 415,
     "too_many_pixels": 413,
     "too_large": 413,
+    "blank_image": 400,  # preprocessing: no non-black content (as the gate's blank_frame)
+    "extreme_aspect_ratio": 400,  # preprocessing: a strip, not a photograph (as not_square_crop)
 }
 
 

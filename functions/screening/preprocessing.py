@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -46,6 +46,7 @@ MAX_ASPECT_RATIO = 8.0
 BLACK_LEVEL = 24
 CONTENT_FRACTION = 0.02  # a row/column is content when this share of its pixels is
 DECODE_SIDE = 2 * WORKING_SIZE  # decode at least this many pixels on the shorter side
+CORNER_FRACTION = 0.2  # corner squares of the content box measured for `corner_lit`
 
 
 class ImageRejected(ValueError):
@@ -59,10 +60,21 @@ class ImageRejected(ValueError):
 
 @dataclass(frozen=True)
 class ImageInfo:
+    """The upload's header facts, and (from preprocess_bytes) what the content box showed.
+
+    `content_width`/`content_height`: the non-black content box in original pixels (0 when
+    not measured); `corner_lit`: the lit share of the box's four corner squares (side
+    CORNER_FRACTION of its shorter side): about 1 for a disc crop, about 0 for a full-field
+    photograph's round fundus on black (-1 when not measured).
+    """
+
     format: str
     mode: str
     width: int
     height: int
+    content_width: int = 0
+    content_height: int = 0
+    corner_lit: float = -1.0
 
 
 def _open_checked(data: bytes, max_pixels: int, max_bytes: int) -> tuple[Image.Image, ImageInfo]:
@@ -168,12 +180,28 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def content_box(image: Image.Image) -> tuple[int, int, int, int] | None:
     """Bounding box (left, top, right, bottom) of the non-black content, None if there is none."""
+    return _content(image)[0]
+
+
+def _content(image: Image.Image) -> tuple[tuple[int, int, int, int] | None, np.ndarray]:
+    """The content box and the lit (non-black) pixel mask it was found from."""
     bright = np.asarray(image.convert("L")) > BLACK_LEVEL
     rows = np.flatnonzero(np.count_nonzero(bright, axis=1) > CONTENT_FRACTION * image.width)
     cols = np.flatnonzero(np.count_nonzero(bright, axis=0) > CONTENT_FRACTION * image.height)
     if len(rows) == 0 or len(cols) == 0:
-        return None
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+        return None, bright
+    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1), bright
+
+
+def corner_lit_share(bright: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Mean lit share of the content box's four corner squares (side CORNER_FRACTION of its
+    shorter side): a disc crop is lit to its corners, a round fundus on black is not."""
+    left, top, right, bottom = box
+    side = max(1, round(CORNER_FRACTION * min(right - left, bottom - top)))
+    corners = (bright[top:top + side, left:left + side], bright[top:top + side, right - side:right],
+               bright[bottom - side:bottom, left:left + side],
+               bright[bottom - side:bottom, right - side:right])
+    return float(np.mean([corner.mean() for corner in corners]))
 
 
 @lru_cache(maxsize=4)
@@ -191,7 +219,13 @@ def canonical_input(image: Image.Image, size: int = MODEL_INPUT_SIZE,
                     working_size: int = WORKING_SIZE) -> np.ndarray:
     """Decoded RGB image -> (size, size, 3) float32 in [0, 1]: crop to content, shrink to the
     working resolution (before any padding), pad to square, scale up, mask to the circle."""
-    box = content_box(image)
+    return _canonical(image, size, working_size)[0]
+
+
+def _canonical(image: Image.Image, size: int, working_size: int
+               ) -> tuple[np.ndarray, tuple[int, int, int, int], float]:
+    """canonical_input, with the content box and its corners' lit share (for the quality gate)."""
+    box, bright = _content(image)
     if box is None:
         raise ImageRejected("blank_image", "The image has no content: it is black or nearly so.")
     image = image.crop(box)
@@ -205,7 +239,7 @@ def canonical_input(image: Image.Image, size: int = MODEL_INPUT_SIZE,
         shrunk = canvas
     resized = shrunk.resize((size, size), Image.Resampling.BILINEAR)
     tensor = np.asarray(resized, dtype=np.float32)  # a fresh array: scale it in place
-    return np.multiply(tensor, _mask_over_255(size), out=tensor)
+    return np.multiply(tensor, _mask_over_255(size), out=tensor), box, corner_lit_share(bright, box)
 
 
 @lru_cache(maxsize=4)
@@ -228,4 +262,10 @@ def preprocess_bytes(
 ) -> tuple[np.ndarray, ImageInfo]:
     """Bytes in, (size, size, 3) float32 in [0, 1] out: the model's input contract."""
     image, info = decode_image(data, max_pixels=max_pixels, max_bytes=max_bytes)
-    return canonical_input(image, size), info
+    tensor, (left, top, right, bottom), corner_lit = _canonical(image, size, WORKING_SIZE)
+    scale_x, scale_y = info.width / image.width, info.height / image.height  # decoded at reduced size
+    if (image.width > image.height) != (info.width > info.height):  # EXIF turned it
+        scale_x, scale_y = info.height / image.width, info.width / image.height
+    return tensor, replace(info, content_width=max(1, round((right - left) * scale_x)),
+                           content_height=max(1, round((bottom - top) * scale_y)),
+                           corner_lit=round(corner_lit, 4))

