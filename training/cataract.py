@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         "version": args.model_version, "condition": CONDITION, "class_names": list(CLASS_NAMES),
         "threshold": threshold, "input_size": INPUT_SIZE,
         "input_contract": "colour fundus photograph, the whole field (not a disc crop)",
+        "input_framing": "full_field",
         "severity_from_logit": head.severity_from_logit(), "severity_range": [0.0, 10.0],
         "referable": {"positive": f"severity >= {REFERABLE_AT}", "negative": f"severity <= {NOT_REFERABLE_AT}",
                       "left_out_of_binary_target": f"{NOT_REFERABLE_AT} < severity < {REFERABLE_AT}"},
