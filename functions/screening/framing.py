@@ -19,7 +19,8 @@ from screening import disc, quality
 from screening.preprocessing import ImageInfo, ImageRejected, decode_image, to_model_input
 
 FRAMING_REJECTIONS = frozenset({"not_square_crop", "not_disc_crop"})
-FULL_FIELD_WAIVED = FRAMING_REJECTIONS | {"fundus_edge"}  # a full field never fills the frame
+# a full field never fills the frame; blur is what a cataract looks like, the thing the model measures
+FULL_FIELD_WAIVED = FRAMING_REJECTIONS | {"fundus_edge", "blurred"}
 FULL_FIELD = "full_field"
 NO_DISC_MESSAGE = ("No optic disc could be found in this full-field photograph; send a photograph in which "
                    "the optic disc is visible, or a square crop centred on it.")
