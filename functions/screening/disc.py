@@ -27,8 +27,16 @@ from screening.quality import erode, fundus_mask
 
 WORK_SIDE = 128
 RIM_EROSION = 0.05  # share of the fundus diameter kept away from the rim
+# Share of the lit fundus's bounding box that is lit: a full field is a disc, cut at most at top and
+# bottom (CSDI 0.53-0.85, the skimage retina 0.79); a disc crop fills its rectangle (ACRIMA >= 0.95),
+# also when it is letter-boxed or framed in black. Above this: not a full-field photograph.
+MAX_FULL_FIELD_FILL = 0.90
 LOCATOR_FILE = "locator.json"
 DEFAULT_LOCATOR_DIR = Path(__file__).resolve().parent.parent.parent / "models" / "disc_locator"
+
+
+class NotFullField(ValueError):
+    """The lit region fills a rectangle: a crop (perhaps framed in black), not a full-field photograph."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,7 @@ class Locator:
                    float(card["disc_to_fundus"]), float(card["disc_to_crop"]))
 
     def locate(self, image: Image.Image) -> DiscLocation | None:
-        """The disc's centre in original pixels, or None when none stands out."""
+        """The disc's centre in original pixels, or None when none stands out (NotFullField: see features)."""
         found = features(image, self.disc_to_fundus)
         if found is None:
             return None
@@ -107,13 +115,18 @@ def fourier_blurs(plane: np.ndarray, sigmas: list[float]) -> list[np.ndarray]:
 
 def features(image: Image.Image, disc_to_fundus: float):
     """(H, W, F) per-pixel features, the inner fundus mask, the scale to original pixels and the
-    expected disc diameter in working pixels; None when there is too little lit fundus."""
+    expected disc diameter in working pixels; None when there is too little lit fundus.
+    Raises NotFullField when the lit region is no round fundus (MAX_FULL_FIELD_FILL)."""
     rgb, scale = working_copy(image)
     mask = fundus_mask(rgb)
-    if mask.sum() < 0.05 * mask.size:
+    if not mask.any():
         return None
     cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
     fundus = float(max(cols[-1] - cols[0], rows[-1] - rows[0]) + 1)
+    if mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].mean() > MAX_FULL_FIELD_FILL:
+        raise NotFullField("the lit region fills its bounding box")
+    if mask.sum() < 0.05 * mask.size:
+        return None
     disc = disc_to_fundus * fundus
     inner = erode(mask, max(1, int(RIM_EROSION * fundus)))
     if inner.sum() < 0.02 * mask.size:

@@ -46,7 +46,10 @@ def frame(tensor: np.ndarray, info: ImageInfo, data: bytes, framing: str, size: 
     quality.gate(tensor, info, waived=FRAMING_REJECTIONS)  # every other check still applies
     image, _ = decode_image(data, max_pixels=max_pixels, max_bytes=max_bytes)
     locator = locator or disc.default_locator()
-    found = locator.locate(image)
+    try:
+        found = locator.locate(image)
+    except disc.NotFullField:  # a crop framed or stretched into a bigger frame: refused as before
+        raise ImageRejected(report.rejection, report.message)
     if found is None:
         raise ImageRejected("no_disc_found", NO_DISC_MESSAGE)
     box = found.crop_box(locator.disc_to_crop)
