@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from screening.disc import fourier_blurs
+from screening.disc import gaussian_blurs
 from screening.preprocessing import LUMA_WEIGHTS
 from training.cataract import read_csdi
 from training.disc_locator import expert_disc
@@ -32,7 +32,7 @@ def blob_diameter(image: Image.Image) -> float:
     """Equivalent diameter (share of the side) of the bright blob at the smoothed maximum near the centre."""
     small = image.convert("RGB").resize((SIDE, SIDE), Image.Resampling.BILINEAR)
     grey = np.asarray(small, np.float32) @ np.asarray(LUMA_WEIGHTS, np.float32) / 255
-    (smooth,) = fourier_blurs(grey, [2.0])
+    (smooth,) = gaussian_blurs(grey, [2.0])
     c = SIDE // 4
     window = smooth[c:-c, c:-c]
     y, x = np.unravel_index(np.argmax(window), window.shape)
