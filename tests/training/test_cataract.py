@@ -50,3 +50,11 @@ def test_the_committed_model_orders_the_fixtures_like_the_expert_and_its_card_sa
     report = json.loads((ROOT / "models" / "cataract" / "model.json").read_text())
     assert report["cross_validation"]["roc_auc"]["mean"] >= 0.90
     assert report["cross_validation"]["spearman"]["mean"] >= 0.75
+
+
+def test_evaluate_cataract_scores_a_folder_with_a_severity_csv(capsys):
+    from training.evaluate_cataract import main
+
+    assert main(["--model", str(ROOT / "models" / "cataract"), "--data", str(CSDI)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 3 and report["spearman"] == 1.0 and report["roc_auc"] == 1.0 and not report["skipped"]
