@@ -68,3 +68,23 @@ def test_a_non_fundus_photograph_is_rejected_for_both_conditions(api, condition)
 def test_an_unknown_condition_is_a_404(api):
     response = post(api, (CSDI / "CGR2.jpg").read_bytes(), "retinopathy")
     assert response.status_code == 404 and response.json()["error"] == "unknown_condition"
+
+
+def test_the_s3_path_screens_cataract_when_the_object_says_so_in_its_metadata(cloud, table):
+    from screening.records import s3_record_id
+    from tests.localcloud.conftest import wait_for
+
+    s3 = cloud.client("s3")
+    records = {}
+    for condition in ("cataract", None):
+        key = f"incoming/full-field-{condition or 'glaucoma'}/cataract_019.jpg"
+        extra = {"Metadata": {"condition": condition}} if condition else {}
+        etag = s3.put_object(Bucket=cloud.names.image_bucket, Key=key,
+                             Body=(CSDI / "cataract_019.jpg").read_bytes(), **extra)["ETag"]
+        item, _ = wait_for(lambda: table.get_item(
+            Key={"id": s3_record_id(cloud.names.image_bucket, key, etag)}, ConsistentRead=True).get("Item"))
+        records[condition] = item
+    cataract, glaucoma = records["cataract"], records[None]
+    assert cataract["status"] == "ok" and cataract["label"] == "cataract" and cataract["condition"] == "cataract"
+    assert 4.5 <= float(cataract["severity"]) <= 9.5 and "crop_box" not in cataract
+    assert glaucoma["status"] == "ok" and glaucoma["cropped"] is True and "severity" not in glaucoma
