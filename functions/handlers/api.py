@@ -358,7 +358,7 @@ def batch_files() -> list[UploadedFile]:
 def batch_outcome(scope: str | None) -> dict:
     """One outcome per part, named by index, field and file name; 503 if any part must be retried."""
     files = batch_files()
-    service = runtime().service
+    service = condition_service()
     requests = [ScreeningRequest(data=f.data, record_id=derived_id(scope, i),
                                  source={"source": "api-batch", "field": f.field, **clinic_field()})
                 for i, f in enumerate(files)]

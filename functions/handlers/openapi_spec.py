@@ -200,13 +200,15 @@ PATHS = {
                        f"names of {MAX_FORM_NAME_CHARS} characters. A malformed request stores nothing; "
                        "otherwise every part is answered with its id and outcome (rejected images are "
                        "stored as `rejected`). With an Idempotency-Key a retry stores nothing twice.",
-        "parameters": [IDEMPOTENCY_HEADER],
+        "parameters": [{"name": "condition", "in": "query", "required": False,
+                        "description": "As for POST /predict.", "schema": {"type": "string", "default": "glaucoma"}},
+                       IDEMPOTENCY_HEADER],
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
             "type": "object", "required": ["images"],
             "properties": {"images": {"type": "array", "minItems": 1,  # more than the limit: 413
                                       "items": {"type": "string", "format": "binary"}}}}}}},
         "responses": _responses(200, _json("BatchResult", "One outcome per part, in order."),
-                                400, 409, 413, 415, 422, 503),
+                                400, 404, 409, 413, 415, 422, 503),
     }},
     "/predictions": {"get": {
         "summary": "Stored results, newest first",
