@@ -88,3 +88,12 @@ def test_the_s3_path_screens_cataract_when_the_object_says_so_in_its_metadata(cl
     assert cataract["status"] == "ok" and cataract["label"] == "cataract" and cataract["condition"] == "cataract"
     assert 4.5 <= float(cataract["severity"]) <= 9.5 and "crop_box" not in cataract
     assert glaucoma["status"] == "ok" and glaucoma["cropped"] is True and "severity" not in glaucoma
+
+
+def test_a_batch_takes_the_condition_too(api):
+    files = [("images", (name, (CSDI / name).read_bytes(), "image/jpeg")) for name in ("CGR2.jpg", "cataract_019.jpg")]
+    response = api.post("/predict/batch?condition=cataract", files=files)
+    assert response.status_code == 200, response.text
+    parts = response.json()["results"]
+    assert [p["label"] for p in parts] == ["normal", "cataract"]
+    assert parts[0]["severity"] < parts[1]["severity"]
