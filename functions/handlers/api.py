@@ -33,7 +33,9 @@ from screening.config import Settings
 from screening.http_inputs import (CONTROL_CHARACTERS, REJECTION_STATUS, ApiError, UploadedFile, check_cursor,
                                    header, idempotency_key, parse_json_object, parse_limit, parse_multipart,
                                    raw_body)
+from handlers.api_retraining import condition
 from handlers.api_retraining import router as retraining_router
+from screening.model_registry import UnknownCondition
 from screening.preprocessing import ImageRejected
 from screening.records import InvalidCursor, s3_record_id
 from screening.service import ScreeningRequest, ScreeningResult
@@ -44,7 +46,7 @@ app = APIGatewayRestResolver(cors=CORSConfig(allow_origin=Settings.from_env().co
                                              allow_headers=["x-api-key", "content-type", "idempotency-key"]))
 PUBLIC_FIELDS = ("id", "status", "label", "probability", "confidence", "threshold", "model_version",
                  "latency_ms", "quality_flags", "created_at", "source", "key", "reason", "message",
-                 "heatmap", "image")
+                 "heatmap", "image", "condition", "severity", "cropped", "crop_box", "disc")
 app.include_router(retraining_router)  # issue 8: uploads/training, dataset, retrain, models
 IMAGE_TYPES = {"image/jpeg": ".jpg", "image/png": ".png", "image/tiff": ".tif", "image/webp": ".webp",
                "image/bmp": ".bmp"}
@@ -229,9 +231,18 @@ def answer(route: str) -> Response[dict]:
 
 # ---- POST /predict ---------------------------------------------------------------------------
 
+def condition_service():
+    """The service of `?condition=` (default glaucoma); 404 unknown_condition when no model serves it."""
+    name = condition()
+    try:
+        return runtime().service_for(name)
+    except UnknownCondition:
+        raise ApiError(404, "unknown_condition", f"No model serves condition {name!r}.")
+
+
 def screen_one(request: ScreeningRequest) -> ScreeningResult:
     """Screen and store one image; a synchronous client error is answered, not stored."""
-    [result] = runtime().service.screen_and_store([request], store_rejections=False)
+    [result] = condition_service().screen_and_store([request], store_rejections=False)
     if result.failed or result.error is not None:
         raise RuntimeError(f"screening failed: {type(result.error).__name__}")
     if result.stored:
@@ -347,7 +358,7 @@ def batch_files() -> list[UploadedFile]:
 def batch_outcome(scope: str | None) -> dict:
     """One outcome per part, named by index, field and file name; 503 if any part must be retried."""
     files = batch_files()
-    service = runtime().service
+    service = condition_service()
     requests = [ScreeningRequest(data=f.data, record_id=derived_id(scope, i),
                                  source={"source": "api-batch", "field": f.field, **clinic_field()})
                 for i, f in enumerate(files)]

@@ -86,7 +86,18 @@ SCHEMAS = {
         "properties": {
             "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
             "status": {"type": "string", "enum": ["ok", "rejected"]},
-            "label": {"type": "string", "enum": ["normal", "glaucoma"]},
+            "label": {"type": "string", "enum": ["normal", "glaucoma", "cataract"]},
+            "condition": {"type": "string", "description": "The condition screened (`?condition=`)."},
+            "severity": {"type": "number", "minimum": 0, "maximum": 10,
+                         "description": "Cataract only: the estimated expert severity (0 clear ... 10 dense)."},
+            "cropped": {"type": "boolean",
+                        "description": "Glaucoma: true when a full-field photograph was cropped around the optic "
+                                       "disc the service found; the heatmap lies on the crop."},
+            "crop_box": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4,
+                         "description": "[left, top, right, bottom] of the crop in the original image's pixels "
+                                        "(may extend past the image: padded black)."},
+            "disc": {"type": "object", "description": "The optic disc found: x, y, diameter (original "
+                                                      "pixels) and the locator's score."},
             "probability": {"type": "number", "minimum": 0, "maximum": 1},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1},
             "threshold": {"type": "number"},
@@ -271,6 +282,12 @@ PATHS = {
             {"name": "heatmap", "in": "query", "required": False,
              "description": "`png` adds a PNG overlay of the heatmap.",
              "schema": {"type": "string", "enum": ["png"]}},
+            {"name": "condition", "in": "query", "required": False,
+             "description": "`glaucoma` (default: a disc-centred crop, or a full-field photograph that the "
+                            "service crops around the optic disc it finds; `no_disc_found` when none) or "
+                            "`cataract` (the whole field; answers a 0-10 severity too). 404 `unknown_condition` "
+                            "when no model serves it.",
+             "schema": {"type": "string", "default": "glaucoma"}},
             IDEMPOTENCY_HEADER,
         ],
         "requestBody": {"required": True, "content": {
@@ -290,13 +307,15 @@ PATHS = {
                        f"names of {MAX_FORM_NAME_CHARS} characters. A malformed request stores nothing; "
                        "otherwise every part is answered with its id and outcome (rejected images are "
                        "stored as `rejected`). With an Idempotency-Key a retry stores nothing twice.",
-        "parameters": [IDEMPOTENCY_HEADER],
+        "parameters": [{"name": "condition", "in": "query", "required": False,
+                        "description": "As for POST /predict.", "schema": {"type": "string", "default": "glaucoma"}},
+                       IDEMPOTENCY_HEADER],
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
             "type": "object", "required": ["images"],
             "properties": {"images": {"type": "array", "minItems": 1,  # more than the limit: 413
                                       "items": {"type": "string", "format": "binary"}}}}}}},
         "responses": _responses(200, _json("BatchResult", "One outcome per part, in order."),
-                                400, 409, 413, 415, 422, 503),
+                                400, 404, 409, 413, 415, 422, 503),
     }},
     "/predictions": {"get": {
         "summary": "Stored results, newest first",

@@ -18,7 +18,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 def handler(event: dict, context) -> dict:
     """The whole batch goes through the model in one call; only failed messages are retried."""
     rt = runtime()
-    screener = S3BatchScreener(rt.service, rt.s3)
+    screener = S3BatchScreener(rt.service, rt.s3, service_for=rt.service_for)
     messages = [(r["messageId"], r["body"]) for r in event.get("Records", [])]
     failures, summary, records = screener.process(messages)
     record_outcomes(metrics, records)

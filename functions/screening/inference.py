@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,8 @@ class ModelCard:
     # model (normal/cataract) serves with the same code. Cards without them are glaucoma models.
     class_names: tuple[str, str] = ("normal", "glaucoma")
     condition: str = "glaucoma"
+    # The whole card: fields other conditions add (framing, severity mapping) without changing this class.
+    extras: dict = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
     def read(cls, path: Path) -> "ModelCard":
@@ -48,7 +50,7 @@ class ModelCard:
         return cls(version=str(card["version"]), threshold=float(card["threshold"]),
                    input_size=int(card["input_size"]), metrics=card.get("metrics", {}),
                    class_names=class_names,  # type: ignore[arg-type]
-                   condition=str(card.get("condition") or class_names[1]))
+                   condition=str(card.get("condition") or class_names[1]), extras=card)
 
 
 def label_for(probability: float, threshold: float,

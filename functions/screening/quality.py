@@ -185,8 +185,10 @@ def measure(model_input: np.ndarray, info: ImageInfo) -> dict[str, float]:
     }
 
 
-def assess(model_input: np.ndarray, info: ImageInfo) -> QualityReport:
-    """Measure an image and decide: the first rejection that applies, and every flag."""
+def assess(model_input: np.ndarray, info: ImageInfo, waived: frozenset[str] = frozenset()) -> QualityReport:
+    """Measure an image and decide: the first rejection that applies, and every flag.
+
+    `waived`: checks that do not apply to this model's input (framing, for a full-field model)."""
     m = measure(model_input, info)
     report = QualityReport(measures={k: round(v, 4) for k, v in m.items()})
     coloured = m["colour_spread"] >= NO_COLOUR_SPREAD
@@ -200,7 +202,7 @@ def assess(model_input: np.ndarray, info: ImageInfo) -> QualityReport:
         ("not_fundus", m["detail"] > NOT_FUNDUS_DETAIL or (coloured and m["redness"] < NOT_FUNDUS_REDNESS)),
         ("blurred", m["detail"] < BLURRED_REJECT),
     ]
-    report.rejection = next((reason for reason, failed in rejections if failed), None)
+    report.rejection = next((reason for reason, failed in rejections if failed and reason not in waived), None)
     flags = [
         ("low_resolution", m["short_side"] < MODEL_INPUT_SIZE),
         ("not_square_crop", m["aspect"] > ASPECT_FLAG),
@@ -211,13 +213,13 @@ def assess(model_input: np.ndarray, info: ImageInfo) -> QualityReport:
         ("blurred", m["detail"] < BLURRED_FLAG),
         ("no_colour", not coloured),
     ]
-    report.flags = [name for name, hit in flags if hit and name != report.rejection]
+    report.flags = [name for name, hit in flags if hit and name != report.rejection and name not in waived]
     return report
 
 
-def gate(model_input: np.ndarray, info: ImageInfo) -> list[str]:
+def gate(model_input: np.ndarray, info: ImageInfo, waived: frozenset[str] = frozenset()) -> list[str]:
     """The flags of a usable image; raises ImageRejected (reason, message) for an unusable one."""
-    report = assess(model_input, info)
+    report = assess(model_input, info, waived)
     if report.rejection:
         raise ImageRejected(report.rejection, report.message)
     return report.flags

@@ -42,10 +42,16 @@ class BatchSummary:
     failed_messages: int = 0
 
 
+# The S3 path's condition: the object's user metadata `condition` (x-amz-meta-condition on the PUT);
+# without it, the default condition (glaucoma).
+CONDITION_METADATA = "condition"
+
+
 class S3BatchScreener:
-    def __init__(self, service: ScreeningService, s3_client) -> None:
+    def __init__(self, service: ScreeningService, s3_client, service_for=None) -> None:
         self.service = service
         self.s3 = s3_client
+        self.service_for = service_for  # condition -> ScreeningService (runtime().service_for)
 
     def process(self, messages: list[tuple[str, str]]
                 ) -> tuple[dict[str, Exception], BatchSummary, list[dict]]:
@@ -121,6 +127,8 @@ class S3BatchScreener:
         """The service isolates images itself; should it still raise, fail each image alone."""
         if not requests:
             return []
+        if self.service_for is not None and any("condition" in r.source for r in requests):
+            return self._screen_by_condition(requests)
         try:
             return self.service.screen(requests)
         except Exception:
@@ -134,6 +142,25 @@ class S3BatchScreener:
                                          error=exc)
             results.append(result)
         return results
+
+    def _screen_by_condition(self, requests: list[ScreeningRequest]) -> list[ScreeningResult]:
+        """Each condition's images with its own model; a condition no model serves is a rejection."""
+        results: list[ScreeningResult | None] = [None] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(request.source.get("condition", ""), []).append(i)
+        for condition, indices in groups.items():
+            try:
+                service = self.service_for(condition) if condition else self.service
+            except Exception:  # UnknownCondition (or a model that cannot load): reject, never retry
+                for i in indices:
+                    results[i] = ScreeningResult(self.service._rejected_record(
+                        requests[i], "unknown_condition", f"No model serves condition {condition!r}."))
+                continue
+            for i, result in zip(indices, S3BatchScreener(service, self.s3)._screen_isolated(
+                    [requests[i] for i in indices])):
+                results[i] = result
+        return [r for r in results if r is not None]
 
     def _fetch(self, ref: S3ObjectRef) -> ScreeningRequest | dict | None:
         """The object's bytes as a request; None if already recorded; a dict if rejected here."""
@@ -164,6 +191,9 @@ class S3BatchScreener:
                         request, "too_large",
                         f"The image is {response['ContentLength']} bytes; the limit is {max_bytes} bytes.")
                 request.data = response["Body"].read()
+                condition = (response.get("Metadata") or {}).get(CONDITION_METADATA)
+                if condition:
+                    request.source["condition"] = condition[:100]
                 request.source["version_id"] = ref.version_id or response.get("VersionId")
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")

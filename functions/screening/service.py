@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import numpy as np
 from aws_lambda_powertools import Logger
 
-from screening import heatmap, quality
+from screening import framing, heatmap
 from screening.config import Settings
 from screening.inference import GlaucomaModel
 from screening.preprocessing import ImageInfo, ImageRejected, preprocess_bytes
@@ -81,13 +81,18 @@ class ScreeningService:
         results: list[ScreeningResult | None] = [None] * len(requests)
         accepted: list[tuple[int, np.ndarray, ImageInfo]] = []
         flags_by_index: dict[int, list[str]] = {}
+        framing_by_index: dict[int, dict] = {}
         for i, request in enumerate(requests):
             try:
                 tensor, info = preprocess_bytes(request.data, size=model.card.input_size,
                                                 max_pixels=self.settings.max_image_pixels,
                                                 max_bytes=self.settings.max_image_bytes)
-                flags_by_index[i] = quality.gate(tensor, info)  # raises ImageRejected if unusable
-                accepted.append((i, tensor, info))
+                # the quality gate, and the disc crop of a full-field photograph (raises ImageRejected)
+                framed = framing.frame(tensor, info, request.data, model.card.extras.get("input_framing", ""),
+                                       model.card.input_size, self.settings.max_image_pixels,
+                                       self.settings.max_image_bytes)
+                flags_by_index[i], framing_by_index[i] = framed.flags, framed.fields
+                accepted.append((i, framed.tensor, info))
             except ImageRejected as exc:
                 results[i] = ScreeningResult(self._rejected_record(request, exc.reason, exc.message, model))
             except MemoryError as exc:
@@ -113,8 +118,13 @@ class ScreeningService:
                 image={"format": info.format, "mode": info.mode, "width": info.width,
                        "height": info.height, "bytes": len(request.data)},
                 heatmap=heatmap.grid_as_list(prediction.cam, tensor),
+                condition=model.card.condition,
+                **framing_by_index[i],
                 latency_ms=round((time.perf_counter() - request.started) * 1000, 1),
             )
+            severity = framing.severity(prediction.probability, model.card.extras)
+            if severity is not None:
+                record["severity"] = severity
             results[i] = ScreeningResult(record, model_input=tensor, cam=prediction.cam)
         return [r for r in results if r is not None]
 

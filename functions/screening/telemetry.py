@@ -9,7 +9,8 @@ from __future__ import annotations
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-PREDICTIONS_BY_LABEL = {"glaucoma": "GlaucomaPredictions", "normal": "NormalPredictions"}
+PREDICTIONS_BY_LABEL = {"glaucoma": "GlaucomaPredictions", "normal": "NormalPredictions",
+                        "cataract": "CataractPredictions"}
 REJECTIONS = "Rejections"
 INFERENCE_LATENCY = "ScreeningLatency"
 API_LATENCY = "ApiLatency"

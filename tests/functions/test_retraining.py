@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import tarfile
+from pathlib import Path
 
 import boto3
 import pytest
@@ -190,12 +191,13 @@ def test_training_upload_and_dataset_counts(s3, tmp_path):
 
 def test_bundled_model_dir_per_condition(tmp_path):
     assert model_registry.bundled_model_dir(MODELS, "glaucoma") is not None
-    assert model_registry.bundled_model_dir(MODELS, "cataract") is None
-    shutil.copytree(MODELS, tmp_path / "m", ignore=shutil.ignore_patterns("report", "backbone", "*.keras"))
-    (tmp_path / "m" / "cataract").mkdir()
+    assert model_registry.bundled_model_dir(MODELS, "cataract") == Path(MODELS) / "cataract"  # issue 13
+    assert model_registry.bundled_model_dir(MODELS, "retinopathy") is None
+    shutil.copytree(MODELS, tmp_path / "m", ignore=shutil.ignore_patterns("report", "backbone", "*.keras", "cataract"))
+    (tmp_path / "m" / "retinopathy").mkdir()
     for name in (MODEL_FILE, CARD_FILE):
-        shutil.copy(tmp_path / "m" / name, tmp_path / "m" / "cataract" / name)
-    assert model_registry.bundled_model_dir(tmp_path / "m", "cataract") == tmp_path / "m" / "cataract"
+        shutil.copy(tmp_path / "m" / name, tmp_path / "m" / "retinopathy" / name)
+    assert model_registry.bundled_model_dir(tmp_path / "m", "retinopathy") == tmp_path / "m" / "retinopathy"
 
 
 def test_the_schedule_starts_a_sagemaker_job_with_the_champion_and_the_uploads(s3, monkeypatch):

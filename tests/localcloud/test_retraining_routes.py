@@ -37,7 +37,7 @@ def test_bad_requests_get_clear_errors(api):
         (api.post("/retrain", data=b"{oops", headers={"content-type": "application/json"}), 400, None),
         (api.get("/retrain/screening-glaucoma-20000101-000000"), 404, "unknown_job"),
         (api.post("/models/no-such-version/promote"), 404, "unknown_version"),
-        (api.post("/retrain?condition=cataract", json={}), 404, "unknown_condition"),
+        (api.post("/retrain?condition=retinopathy", json={}), 404, "unknown_condition"),
         (api.get("/models?condition=../x"), 400, "invalid_condition"),
     ]
     for response, status, error in cases:
