@@ -299,6 +299,14 @@ def main(argv: list[str] | None = None) -> int:
         argv = argv[1:]
     try:
         hp, args = parse_hyperparameters(argv)
+        severity_data = args.data or args.train
+        if severity_data is not None and (Path(severity_data) / "annotations.csv").is_file():
+            # Full-field photographs with expert severities (CSDI's layout): the severity recipe
+            # of training/cataract.py, same entry point and model folder.
+            from training import cataract
+
+            extra = ["--model-version", hp.model_version] if hp.model_version else []
+            return cataract.main(["--data", str(severity_data), "--model-dir", str(args.model_dir), *extra])
         # --- issue 8: condition, labelled uploads, the promotion gate (training/gate.py) ---
         from training import gate
         class_names = gate.configure_classes(hp.condition, hp.positive_class)

@@ -57,9 +57,11 @@ def frame(tensor: np.ndarray, info: ImageInfo, data: bytes, framing: str, size: 
     crop_tensor = to_model_input(crop, size)
     crop_info = ImageInfo(format=info.format, mode=info.mode, width=crop.width, height=crop.height)
     flags = quality.gate(crop_tensor, crop_info, waived=FRAMING_REJECTIONS)
-    return Framed(crop_tensor, flags, {"cropped": True, "crop_box": list(box),
-                                       "disc": {"x": round(found.x, 1), "y": round(found.y, 1),
-                                                "diameter": round(found.diameter, 1),
+    # The image was decoded at reduced size (preprocessing); the answer speaks in the upload's pixels.
+    scale = info.width / image.width
+    return Framed(crop_tensor, flags, {"cropped": True, "crop_box": [int(round(v * scale)) for v in box],
+                                       "disc": {"x": round(found.x * scale, 1), "y": round(found.y * scale, 1),
+                                                "diameter": round(found.diameter * scale, 1),
                                                 "score": round(found.score, 3)}})
 
 
