@@ -89,5 +89,6 @@ def test_a_full_field_image_without_a_disc_is_rejected_with_that_reason():
 def test_severity_comes_from_the_logit_through_the_card_and_is_clipped():
     card = GlaucomaModel(ROOT / "models" / "cataract").card.extras
     values = [framing.severity(p, card) for p in (1e-9, 0.2, 0.5, 0.8, 1 - 1e-9)]
-    assert values == sorted(values) and values[0] == 0.0 and values[-1] == 10.0
+    assert values == sorted(values) and values[0] == 0.0 and 9.0 < values[-1] <= 10.0
+    assert framing.severity(0.999, {"severity_from_logit": {"slope": 5.0, "intercept": 3.0}}) == 10.0  # clipped
     assert framing.severity(0.5, {}) is None  # glaucoma's card has no severity
