@@ -1,16 +1,18 @@
 """The base set: the data a job retrains from when it gets no data channel (a fresh clone, the
 training image), so the product never needs ../shared at run time.
 
-    training/base_set/<condition>/val/{normal,<positive>}/*.jpg    224-px JPEGs (quality 85)
+    training/base_set/<condition>/val/{normal,<positive>}/*.jpg    448-px JPEGs (quality 85)
     training/base_set/<condition>/test/{normal,<positive>}/*.jpg
-    training/base_set/<condition>-train-features.npz                pooled trunk features of train
+    training/base_set/<condition>-train-features.npz                trunk features of train
     training/base_set/<condition>.json                              counts, source, trunk fingerprint
 
-Why this split: the frozen-trunk head trains on the trunk's pooled features,
-so the training split travels as those features (the original images and
-`augmented_copies` augmented copies, float16: ~0.45 MB for ACRIMA's 495 train
-images), while val (the threshold) and test (the gate's base split) are scored
-through the whole model and travel as small images (~1.3 MB for 210 images).
+Why this split: with the trunk frozen, the head (train.fit_head_on_features,
+the same recipe as train.fit_invariant_head) sees only the trunk's pooled
+multi-scale features, so the training split travels as the feature bank of its
+photographs and of `augmented_copies` re-acquired copies of each (float16,
+(1 + copies, N, D)); val (C, Platt scaling, the threshold, and its re-acquired
+copies) and test (the gate's base split) travel as JPEGs at the side the
+preprocessing and the re-acquisitions decode at (DECODE_SIDE).
 
 The features depend on the trunk, its input size and the preprocessing. When
 any of them changes, regenerate with one command:
