@@ -1,16 +1,18 @@
 """The base set: the data a job retrains from when it gets no data channel (a fresh clone, the
 training image), so the product never needs ../shared at run time.
 
-    training/base_set/<condition>/val/{normal,<positive>}/*.jpg    224-px JPEGs (quality 85)
+    training/base_set/<condition>/val/{normal,<positive>}/*.jpg    448-px JPEGs (quality 85)
     training/base_set/<condition>/test/{normal,<positive>}/*.jpg
-    training/base_set/<condition>-train-features.npz                pooled trunk features of train
+    training/base_set/<condition>-train-features.npz                trunk features of train
     training/base_set/<condition>.json                              counts, source, trunk fingerprint
 
-Why this split: the frozen-trunk head trains on the trunk's pooled features,
-so the training split travels as those features (the original images and
-`augmented_copies` augmented copies, float16: ~0.45 MB for ACRIMA's 495 train
-images), while val (the threshold) and test (the gate's base split) are scored
-through the whole model and travel as small images (~1.3 MB for 210 images).
+Why this split: with the trunk frozen, the head (train.fit_head_on_features,
+the same recipe as train.fit_invariant_head) sees only the trunk's pooled
+multi-scale features, so the training split travels as the feature bank of its
+photographs and of `augmented_copies` re-acquired copies of each (float16,
+(1 + copies, N, D)); val (C, Platt scaling, the threshold, and its re-acquired
+copies) and test (the gate's base split) travel as JPEGs at the side the
+preprocessing and the re-acquisitions decode at (DECODE_SIDE).
 
 The features depend on the trunk, its input size and the preprocessing. When
 any of them changes, regenerate with one command:
@@ -40,6 +42,8 @@ BASE_SET_DIR = Path(__file__).resolve().parent / "base_set"
 JPEG_QUALITY = 85
 PROBES = 8  # val images whose features are stored too, to detect a changed trunk
 PROBE_TOLERANCE = 2e-2  # float16 storage
+FORMAT = 2  # 2: train features as a (1 + copies, N, D) bank of the invariant head's recipe
+IMAGE_SIDE = 448  # val/test JPEGs: screening.preprocessing.DECODE_SIDE, what re-acquisitions decode at
 
 
 def features_path(condition: str, root: Path = BASE_SET_DIR) -> Path:
@@ -65,27 +69,13 @@ def compatible(hp) -> bool:
 
 
 def _pooled_model(hp):
-    import keras
-
-    from training.network import DEFAULT_BACKBONE_WEIGHTS, POOL_LAYER, build_classifier
+    from training.features import pooled_model
+    from training.network import DEFAULT_BACKBONE_WEIGHTS, build_classifier
 
     model = build_classifier(input_size=hp.image_size, cam_channels=hp.cam_channels, dropout=hp.dropout,
                              fine_tune_from_block=hp.fine_tune_from_block,
                              backbone_weights=DEFAULT_BACKBONE_WEIGHTS)
-    return model, keras.Model(model.inputs, model.get_layer(POOL_LAYER).output)
-
-
-def _features_with_copies(pooled, images: np.ndarray, hp) -> np.ndarray:
-    """The images' pooled features and those of `augmented_copies` augmented copies (as train.py)."""
-    from training.augment import make_augmenter
-
-    augment = make_augmenter(hp.seed, acquisition_probability=hp.acquisition_probability)
-    features = [pooled.predict(images, batch_size=hp.batch_size, verbose=0)]
-    for _ in range(hp.augmented_copies):
-        copy = np.concatenate([np.asarray(augment(images[i:i + hp.batch_size]))
-                               for i in range(0, len(images), hp.batch_size)])
-        features.append(pooled.predict(copy, batch_size=hp.batch_size, verbose=0))
-    return np.concatenate(features)
+    return model, pooled_model(model)
 
 
 def check_probes(pooled, stored: np.lib.npyio.NpzFile, folder: Path, image_size: int) -> None:
@@ -94,7 +84,14 @@ def check_probes(pooled, stored: np.lib.npyio.NpzFile, folder: Path, image_size:
         files.add(Path(folder) / str(name), 0)
     images = data_mod.load_images(files, size=image_size).images
     now = pooled.predict(images, verbose=0)
-    gap = float(np.max(np.abs(now - stored["probe_features"].astype(np.float32))))
+    expected = stored["probe_features"].astype(np.float32)
+    stored_format = int(stored["format"]) if "format" in stored.files else 1
+    if now.shape != expected.shape or stored_format != FORMAT:
+        raise data_mod.DataLayoutError(
+            f"the base set's stored features ({expected.shape[-1]} per image, format "
+            f"{stored_format}) do not fit this trunk ({now.shape[-1]}, format {FORMAT}); "
+            "regenerate them with `make base-set`")
+    gap = float(np.max(np.abs(now - expected)))
     if gap > PROBE_TOLERANCE:
         raise data_mod.DataLayoutError(
             f"the base set's stored features no longer match the trunk (max difference {gap:.3f}): "
@@ -102,12 +99,12 @@ def check_probes(pooled, stored: np.lib.npyio.NpzFile, folder: Path, image_size:
 
 
 def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path):
-    """train.train's frozen-trunk path, with the base set's stored train features added to the
-    features of the training uploads. Returns (model, loaded, history) like train.train."""
+    """train.fit_invariant_head's recipe with the base set's stored train features (photographs and
+    their re-acquired copies) joined by the features of the training uploads. Returns
+    (model, loaded, history, extras) like train.train."""
     import keras
 
-    from training.network import OUTPUT_LAYER
-    from training.train import _callbacks, _class_weight
+    from training.train import fit_head_on_features, photo_bank
 
     keras.utils.set_random_seed(hp.seed)
     stored = np.load(features_path(hp.condition, folder.parent))
@@ -115,36 +112,35 @@ def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path)
     check_probes(pooled, stored, folder, hp.image_size)
     loaded = {name: data_mod.load_images(files, size=hp.image_size)
               for name, files in splits.items() if len(files)}
-    x_train = [stored["train_features"].astype(np.float32)]
-    y_train = [stored["train_labels"].astype(np.float32)]
-    if "train" in loaded:  # the training uploads, with augmented copies like the base set's
-        x_train.append(_features_with_copies(pooled, loaded["train"].images, hp))
-        y_train.append(np.tile(loaded["train"].labels, hp.augmented_copies + 1).astype(np.float32))
-    x_train, y_train = np.concatenate(x_train), np.concatenate(y_train)
+    stored_bank = stored["train_features"]  # (1 + stored copies, N, D) float16
+    copies = min(hp.augmented_copies, len(stored_bank) - 1)
+    if copies < hp.augmented_copies:
+        print(f"base set: {len(stored_bank) - 1} re-acquired copies stored; using {copies} "
+              f"(asked {hp.augmented_copies}); `make base-set` stores more", flush=True)
+    train_bank = [stored_bank[:1 + copies].astype(np.float32)]
+    train_y = [stored["train_labels"].astype(np.int32)]
+    if "train" in loaded:  # the training uploads, with as many re-acquired copies as the base set's
+        train_bank.append(photo_bank(pooled, loaded["train"], copies, hp.seed))
+        train_y.append(loaded["train"].labels)
+    train_bank, train_y = np.concatenate(train_bank, axis=1), np.concatenate(train_y)
     val = loaded["val"]
-    x_val = pooled.predict(val.images, batch_size=hp.batch_size, verbose=0)
-    print(f"base set: {len(stored['train_labels'])} stored feature vectors + "
-          f"{len(x_train) - len(stored['train_labels'])} from uploads; val {len(val.labels)}", flush=True)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    inputs = keras.Input(x_train.shape[1:], name="pooled_features")
-    head = keras.Model(inputs, model.get_layer(OUTPUT_LAYER)(model.get_layer("dropout")(inputs)))
-    head.compile(optimizer=keras.optimizers.Adam(hp.learning_rate),
-                 loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
-    history = head.fit(x_train, y_train, validation_data=(x_val, val.labels.astype(np.float32)),
-                       batch_size=hp.batch_size, epochs=hp.epochs, shuffle=True,
-                       class_weight=_class_weight(y_train), verbose=2,
-                       callbacks=_callbacks(hp, checkpoint_dir / "best_head.keras", hp.patience))
+    val_bank = photo_bank(pooled, val, hp.augmented_copies, hp.seed + 1)
+    print(f"base set: {stored_bank.shape[1]} stored photographs + {len(train_y) - stored_bank.shape[1]} "
+          f"uploads, each with {copies} re-acquired copies; val {len(val.labels)}", flush=True)
+    history, extras = fit_head_on_features(model, train_bank, train_y, val_bank, val.labels, hp)
     if "train" not in loaded:  # evaluate_and_export reports the train split's size
         loaded["train"] = data_mod.LoadedImages(np.zeros((0, hp.image_size, hp.image_size, 3), np.float32),
                                                 np.zeros(0, np.int32), [], [])
-    return model, loaded, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    return model, loaded, history, extras
 
 
-def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_copies: int = 3) -> dict:
+def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_copies: int = 6) -> dict:
     """ACRIMA (or any split data set) -> the base set files for `condition`."""
     from PIL import Image
 
+    from screening.preprocessing import DECODE_SIDE
     from training.sagemaker import Hyperparameters
+    from training.train import photo_bank
 
     hp = Hyperparameters(condition=condition, augmented_copies=augmented_copies)
     class_names = ("normal", hp.positive_class or condition)
@@ -157,8 +153,10 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
     counts: dict[str, dict[str, int]] = {}
     for split in ("val", "test"):
         for path, label in zip(splits[split].paths, splits[split].labels):
-            image = Image.open(path).convert("RGB")
-            image.thumbnail((hp.image_size, hp.image_size), Image.Resampling.BICUBIC)
+            with Image.open(path) as original:
+                image = original.convert("RGB")
+            # kept at the resolution the preprocessing and the re-acquisitions decode at
+            image.thumbnail((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.BICUBIC)
             target = folder / split / class_names[label] / f"{path.stem}.jpg"
             target.parent.mkdir(parents=True, exist_ok=True)
             buffer = io.BytesIO()
@@ -172,14 +170,14 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
     _, pooled = _pooled_model(hp)
     train = data_mod.load_images(splits["train"], size=hp.image_size)
     counts["train"] = {name: int((train.labels == i).sum()) for i, name in enumerate(class_names)}
-    features = _features_with_copies(pooled, train.images, hp)
+    bank = photo_bank(pooled, train, augmented_copies, hp.seed)  # the seed train.train gives train
     probe_files = sorted(str(p.relative_to(folder)) for p in (folder / "val").rglob("*.jpg"))[:PROBES]
     probes = data_mod.LabelledFiles()
     for name in probe_files:
         probes.add(folder / name, 0)
     probe_features = pooled.predict(data_mod.load_images(probes, size=hp.image_size).images, verbose=0)
-    np.savez_compressed(features_path(condition, out), train_features=features.astype(np.float16),
-                        train_labels=np.tile(train.labels, augmented_copies + 1).astype(np.int8),
+    np.savez_compressed(features_path(condition, out), format=np.int8(FORMAT),
+                        train_features=bank.astype(np.float16), train_labels=train.labels.astype(np.int8),
                         probe_files=np.array(probe_files), probe_features=probe_features.astype(np.float16))
     from training.network import DEFAULT_BACKBONE_WEIGHTS
 
@@ -189,7 +187,8 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
             by_label[name] = by_label.get(name, 0) + n
     summary = {"condition": condition, "class_names": list(class_names), "source": str(Path(data).name),
                "licence": "ACRIMA, CC BY 4.0 (derived: resized images and trunk features)",
-               "image_size": hp.image_size, "augmented_copies": augmented_copies,
+               "image_size": hp.image_size, "image_side": IMAGE_SIDE, "decode_side": DECODE_SIDE,
+               "augmented_copies": augmented_copies, "feature_dims": int(bank.shape[-1]),
                "trunk_weights_sha256": hashlib.sha256(DEFAULT_BACKBONE_WEIGHTS.read_bytes()).hexdigest()[:16],
                "by_split": counts, "by_label": by_label, "total": sum(by_label.values()),
                "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -203,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="a data set with train/val/test splits")
     parser.add_argument("--condition", default="glaucoma")
     parser.add_argument("--out", type=Path, default=BASE_SET_DIR)
-    parser.add_argument("--augmented-copies", type=int, default=3)
+    parser.add_argument("--augmented-copies", type=int, default=6)
     args = parser.parse_args(argv)
     summary = generate(args.data, args.condition, args.out, args.augmented_copies)
     size = sum(p.stat().st_size for p in Path(args.out).rglob("*") if p.is_file()

@@ -124,8 +124,7 @@ def fit(train, hp, splits: dict, checkpoint_dir: Path, uploads: Uploads):
     if uploads.base_set is not None:
         from training import base_set
 
-        model, loaded, history = base_set.fit_with_base_features(hp, splits, checkpoint_dir, uploads.base_set)
-        return model, loaded, history, {}
+        return base_set.fit_with_base_features(hp, splits, checkpoint_dir, uploads.base_set)
     return train(hp, splits, checkpoint_dir)
 
 

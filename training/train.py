@@ -83,18 +83,42 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
     With a test split and enough images, the same bank gives the grouped 5-fold
     cross-validation (training/crossval.py)."""
     from training import crossval
-    from training.features import feature_bank, load_photos, pooled_model
-    from training.head import fit_head, platt_scaling, select_c, write_into
+    from training.features import pooled_model
 
     pooled = pooled_model(model)
-    banks = {}
-    for name, images in loaded.items():
-        photos = load_photos(images.paths)
-        print(f"{name}: trunk features of {len(photos)} photographs and {hp.augmented_copies} "
-              "re-acquired copies", flush=True)
-        banks[name] = feature_bank(pooled, photos, images.images, hp.augmented_copies, hp.seed + len(banks))
-    train_bank, val_bank = banks["train"], banks["val"]
-    train_y, val_y = loaded["train"].labels, loaded["val"].labels
+    banks = {name: photo_bank(pooled, images, hp.augmented_copies, hp.seed + i)
+             for i, (name, images) in enumerate(loaded.items())}
+    history, extras = fit_head_on_features(model, banks["train"], loaded["train"].labels,
+                                           banks["val"], loaded["val"].labels, hp)
+    if "test" in banks and sum(len(b[0]) for b in banks.values()) >= 100:
+        bank = np.concatenate([banks[name] for name in ("train", "val", "test")], axis=1)
+        labels = np.concatenate([loaded[name].labels for name in ("train", "val", "test")])
+        widths = np.array([_image_width(p) for name in ("train", "val", "test") for p in loaded[name].paths])
+        extras["cross_validation"] = crossval.cross_validate(bank, labels, widths, extras["c"], seed=hp.seed,
+                                                             min_sensitivity=hp.min_sensitivity)
+        for key, value in extras["cross_validation"]["summary"].items():
+            print(f"  5-fold grouped CV {key}: {value['mean']:.3f} +- {value['sd']:.3f}", flush=True)
+    return history, extras
+
+
+def photo_bank(pooled, images: data_mod.LoadedImages, copies: int, seed: int) -> np.ndarray:
+    """(1 + copies, N, D) pooled features of the loaded photographs and their re-acquired copies."""
+    from training.features import feature_bank, load_photos
+
+    photos = load_photos(images.paths)
+    print(f"trunk features of {len(photos)} photographs and {copies} re-acquired copies", flush=True)
+    return feature_bank(pooled, photos, images.images, copies, seed)
+
+
+def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val_bank: np.ndarray,
+                         val_y: np.ndarray, hp: Hyperparameters) -> tuple[dict, dict]:
+    """The invariant head from feature banks (1 + copies, N, D): C chosen on val (clean and
+    re-acquired), Platt-scaled on clean val, written into `model`'s dense unit. Shared by the
+    image path (fit_invariant_head) and the base set's stored features (training/base_set.py)."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from training.head import fit_head, platt_scaling, select_c, write_into
+
     dims = train_bank.shape[-1]
     x = train_bank.reshape(-1, dims)
     y = np.tile(train_y, len(train_bank))
@@ -104,13 +128,11 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
     c, scores = select_c(x, y, val_sets)
     head = platt_scaling(fit_head(x, y, c), val_bank[0], val_y)
     write_into(model, head)
-    from sklearn.metrics import log_loss, roc_auc_score
-
+    metrics_mod.print_metric("epoch", 1)  # progress (issue 8): the head is fitted in one pass
     for name, (features, labels) in (("train", (x, y)), ("val", (val_bank[0], val_y))):
         probabilities = head.probabilities(features)
-        metrics_mod.print_metric(f"{'train_' if name == 'train' else 'val_'}loss",
-                                 log_loss(labels, probabilities, labels=[0, 1]))
-        metrics_mod.print_metric(f"{'train_' if name == 'train' else 'val_'}auc", roc_auc_score(labels, probabilities))
+        metrics_mod.print_metric(f"{name}_loss", log_loss(labels, probabilities, labels=[0, 1]))
+        metrics_mod.print_metric(f"{name}_auc", roc_auc_score(labels, probabilities))
     for grid_c, score in scores.items():
         print(f"  C={grid_c:g}: mean val AUC (clean, re-acquired) {score:.4f}", flush=True)
     print(f"head: C={c:g}, Platt-scaled on val", flush=True)
@@ -120,14 +142,6 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
     # sensitivity on the W=112 bank, training/experiments/exp.py).
     extras = {"c": c, "val_pooled": (head.probabilities(val_bank.reshape(-1, dims)),
                                      np.tile(val_y, len(val_bank)))}
-    if "test" in banks and sum(len(b[0]) for b in banks.values()) >= 100:
-        bank = np.concatenate([banks[name] for name in ("train", "val", "test")], axis=1)
-        labels = np.concatenate([loaded[name].labels for name in ("train", "val", "test")])
-        widths = np.array([_image_width(p) for name in ("train", "val", "test") for p in loaded[name].paths])
-        extras["cross_validation"] = crossval.cross_validate(bank, labels, widths, c, seed=hp.seed,
-                                                             min_sensitivity=hp.min_sensitivity)
-        for key, value in extras["cross_validation"]["summary"].items():
-            print(f"  5-fold grouped CV {key}: {value['mean']:.3f} +- {value['sd']:.3f}", flush=True)
     return history, extras
 
 

@@ -20,10 +20,13 @@ def test_the_base_set_travels_with_the_project():
     assert len(splits["test"]) == sum(summary["by_split"]["test"].values())
     stored = np.load(base_set.features_path("glaucoma"))
     n_train = sum(summary["by_split"]["train"].values())
-    assert stored["train_features"].shape[0] == n_train * (summary["augmented_copies"] + 1)
-    assert stored["train_labels"].shape[0] == stored["train_features"].shape[0]
+    # (photograph + its re-acquired copies, photographs, multi-scale trunk channels), float16
+    assert stored["train_features"].shape == (summary["augmented_copies"] + 1, n_train, summary["feature_dims"])
+    assert stored["train_features"].dtype == np.float16 and int(stored["format"]) == base_set.FORMAT
+    assert stored["train_labels"].shape == (n_train,)
+    assert base_set.features_path("glaucoma").stat().st_size < 3_000_000
     size = sum(p.stat().st_size for p in base_set.BASE_SET_DIR.rglob("*") if p.is_file())
-    assert size < 3_000_000  # small enough for the repository and the training image
+    assert size < 8_000_000  # small enough for the repository and the training image
 
 
 def test_stored_features_match_the_trunk_and_stale_ones_say_how_to_regenerate(tmp_path):
@@ -38,6 +41,35 @@ def test_stored_features_match_the_trunk_and_stale_ones_say_how_to_regenerate(tm
     np.savez(tmp_path / "stale.npz", **stale)
     with pytest.raises(data_mod.DataLayoutError, match="make base-set"):
         base_set.check_probes(pooled, np.load(tmp_path / "stale.npz"), folder, hp.image_size)
+    old_format = {k: v for k, v in stored.items() if k != "format"}  # the pre-invariant-head layout
+    np.savez(tmp_path / "old.npz", **old_format)
+    with pytest.raises(data_mod.DataLayoutError, match="make base-set"):
+        base_set.check_probes(pooled, np.load(tmp_path / "old.npz"), folder, hp.image_size)
+
+
+def test_the_base_set_trains_the_invariant_head_recipe(tmp_path):
+    """Stored train features -> the same head as train.fit_invariant_head: C chosen on val,
+    Platt-scaled, written into the dense unit; the threshold pools val and its re-acquired copies."""
+    from sklearn.metrics import roc_auc_score
+
+    from training.head import C_GRID
+    from training.network import OUTPUT_LAYER
+
+    hp = Hyperparameters(augmented_copies=1)
+    folder = base_set.find("glaucoma")
+    splits = base_set.eval_splits(folder)
+    model, loaded, history, extras = base_set.fit_with_base_features(hp, splits, tmp_path, folder)
+    assert extras["c"] in C_GRID and history["c"] == list(C_GRID)
+    pooled_scores, pooled_labels = extras["val_pooled"]
+    assert len(pooled_labels) == 2 * len(loaded["val"].labels)  # val as photographed + 1 copy
+    weights, _ = model.get_layer(OUTPUT_LAYER).get_weights()
+    assert np.abs(weights).sum() > 0
+    test = loaded["test"]
+    from training.export import keras_probabilities
+
+    scores = keras_probabilities(model, test.images)
+    assert roc_auc_score(test.labels, scores) > 0.75  # a trained head, not chance
+    assert len(loaded["train"].labels) == 0  # no uploads: the train split is the stored features
 
 
 def test_hyperparameters_that_cannot_use_stored_features_are_recognised():
