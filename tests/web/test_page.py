@@ -169,7 +169,7 @@ def test_cataract_shows_severity_and_a_full_field_glaucoma_screen_its_crop_box(p
     assert page.locator("#screen-condition").input_value() == "glaucoma"  # the default
     page.select_option("#screen-condition", "cataract")
     page.set_input_files("#file-input", str(CATARACT))
-    cataract = page.locator(".result[data-status=ok][data-condition=cataract]").first
+    cataract = page.locator(".result[data-status=ok][data-condition=cataract]", has_text=CATARACT.name).first
     cataract.wait_for()
     assert cataract.get_attribute("data-label") in ("cataract", "normal")
     assert "P(cataract)" in cataract.locator("dl.facts").inner_text()
@@ -178,11 +178,11 @@ def test_cataract_shows_severity_and_a_full_field_glaucoma_screen_its_crop_box(p
     assert cataract.locator(".crop-box").count() == 0  # cataract screens the whole field
     page.select_option("#screen-condition", "glaucoma")
     page.set_input_files("#file-input", str(CATARACT))
-    glaucoma = page.locator(".result[data-status=ok][data-condition=glaucoma]").first
+    glaucoma = page.locator(".result[data-status=ok][data-condition=glaucoma]", has_text=CATARACT.name).first
     glaucoma.wait_for()
     assert glaucoma.locator("[data-field=severity]").count() == 0
     box = glaucoma.locator(".crop-box")
-    assert box.is_visible()
+    box.wait_for()
     left, top, right, bottom = (int(v) for v in glaucoma.locator("[data-field=crop-box]").inner_text().split(", "))
     assert 0 <= left < right and 0 <= top < bottom
     # The outline sits inside the drawn photograph, scaled from the upload's pixels to the canvas.
