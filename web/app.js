@@ -183,6 +183,7 @@ function activeTab() { return tabs().find((t) => t.getAttribute("aria-selected")
 function refreshActiveTab() {
   clearInterval(monitorTimer);
   if (!apiKey()) return;
+  probeConditions();
   const id = activeTab();
   if (id === "tab-history") loadHistory(true);
   if (id === "tab-model") loadModel();
@@ -213,8 +214,16 @@ function heatCanvas(grid) {
   return small;
 }
 
-// The photograph as the model saw it (centred on a black square) with the heatmap on top.
-function drawOverlay(canvas, img, grid, opacity) {
+// The photograph as the model saw it (centred on a black square) with the heatmap on top;
+// for a full-field photograph the API cropped around the disc, the heatmap lies on that crop box.
+function placement(img, box) { // the crop box as fractions of the square canvas
+  const side = Math.max(img.naturalWidth, img.naturalHeight);
+  const dx = (side - img.naturalWidth) / 2, dy = (side - img.naturalHeight) / 2;
+  const [left, top, right, bottom] = box;
+  return { x: (dx + left) / side, y: (dy + top) / side, w: (right - left) / side, h: (bottom - top) / side };
+}
+
+function drawOverlay(canvas, img, grid, opacity, box) {
   const size = canvas.width;
   const ctx = canvas.getContext("2d");
   ctx.fillStyle = "#000";
@@ -226,11 +235,12 @@ function drawOverlay(canvas, img, grid, opacity) {
     ctx.drawImage(img, (size - w) / 2, (size - hgt) / 2, w, hgt);
   }
   if (grid && grid.length) {
+    const at = img && box ? placement(img, box) : { x: 0, y: 0, w: 1, h: 1 };
     ctx.save();
     ctx.globalAlpha = opacity;
     ctx.imageSmoothingEnabled = true;
     ctx.imageSmoothingQuality = "high";
-    ctx.drawImage(heatCanvas(grid), 0, 0, size, size);
+    ctx.drawImage(heatCanvas(grid), at.x * size, at.y * size, at.w * size, at.h * size);
     ctx.restore();
   }
 }
@@ -244,18 +254,26 @@ function loadImage(url) {
   });
 }
 
-async function overlayFigure(imageUrl, grid, caption) {
+async function overlayFigure(imageUrl, grid, caption, box = null) {
   const canvas = h("canvas", { width: 448, height: 448, role: "img", "aria-label": caption });
   const slider = h("input", { type: "range", min: 0, max: 100, value: 70, "aria-label": "Heatmap opacity" });
   let img = null;
   if (imageUrl) {
     try { img = await loadImage(imageUrl); } catch { img = null; }
   }
-  const redraw = () => drawOverlay(canvas, img, grid, slider.value / 100);
+  const redraw = () => drawOverlay(canvas, img, grid, slider.value / 100, box);
   slider.addEventListener("input", redraw);
   redraw();
-  return h("div", { class: "figure" }, canvas,
+  const frame = h("div", { class: "frame" }, canvas);
+  if (img && box) { // an outline over the crop the model screened, in the canvas's own scale
+    const at = placement(img, box);
+    const outline = h("div", { class: "crop-box", role: "img", "aria-label": `Crop around the optic disc: ${box.join(", ")} (left, top, right, bottom, pixels)` });
+    Object.assign(outline.style, { left: `${at.x * 100}%`, top: `${at.y * 100}%`, width: `${at.w * 100}%`, height: `${at.h * 100}%` });
+    frame.append(outline);
+  }
+  return h("div", { class: "figure" }, frame,
     h("label", {}, "Heatmap opacity ", slider),
+    img && box ? h("p", { class: "hint" }, "Full-field photograph: the outlined square is the crop around the optic disc that was screened; the heatmap lies on it.") : null,
     img ? null : h("p", { class: "hint" }, "The browser cannot show this image format; the heatmap is drawn alone."));
 }
 
@@ -275,7 +293,9 @@ function sizeBars(root) { // CSP forbids inline style attributes; set widths thr
 function facts(record) {
   const rows = [
     ["Label", h("span", { class: `badge ${record.label}` }, record.label)],
-    ["P(glaucoma)", fmt(record.probability)],
+    [`P(${record.condition || "glaucoma"})`, fmt(record.probability)],
+    typeof record.severity === "number" ? ["Severity (0–10)", h("span", { "data-field": "severity" }, fmt(record.severity, 1))] : null,
+    record.cropped ? ["Crop box", h("span", { "data-field": "crop-box" }, record.crop_box.join(", "))] : null,
     ["Threshold", fmt(record.threshold)],
     ["Model", record.model_version],
     ["Quality", record.quality_flags && record.quality_flags.length
@@ -284,12 +304,14 @@ function facts(record) {
     ["Latency", record.latency_ms !== undefined ? `${record.latency_ms} ms` : "–"],
     ["Id", h("code", {}, record.id)],
   ];
-  return h("dl", { class: "facts" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  return h("dl", { class: "facts" }, rows.filter(Boolean).map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
 
 async function resultCard(name, imageUrl, record) {
-  const card = h("article", { class: "result", "data-status": "ok", "data-label": record.label, "data-id": record.id },
-    await overlayFigure(imageUrl, record.heatmap, `${name}: photograph with the heatmap of the model's evidence`),
+  const card = h("article", { class: "result", "data-status": "ok", "data-label": record.label, "data-id": record.id,
+    "data-condition": record.condition || "glaucoma" },
+    await overlayFigure(imageUrl, record.heatmap, `${name}: photograph with the heatmap of the model's evidence`,
+      record.cropped && Array.isArray(record.crop_box) ? record.crop_box : null),
     h("div", {}, h("h3", {}, name), probabilityBar(record), facts(record)));
   sizeBars(card);
   return card;
@@ -304,13 +326,27 @@ function refusedCard(name, err) {
 }
 
 // ---------- screening ----------
+function screenCondition() { return $("#screen-condition").value; }
+
+// Glaucoma is always served; cataract is offered only where the server has a model for it.
+let conditionsProbed = false;
+async function probeConditions() {
+  if (conditionsProbed || !apiKey()) return;
+  conditionsProbed = true;
+  try {
+    await api("/models?condition=cataract");
+    const select = $("#screen-condition");
+    if (![...select.options].some((o) => o.value === "cataract")) select.append(h("option", { value: "cataract" }, "cataract"));
+  } catch { /* no cataract model on this server: glaucoma only */ }
+}
+
 async function screenFile(file, name = file.name) {
   const placeholder = h("article", { class: "result", "data-status": "pending" }, h("p", {}, `Screening ${name}…`));
   $("#results").prepend(placeholder);
   const type = file.type || "application/octet-stream";
   let card;
   try {
-    const record = await api("/predict", { method: "POST", body: file, headers: { "Content-Type": type } });
+    const record = await api(`/predict?condition=${encodeURIComponent(screenCondition())}`, { method: "POST", body: file, headers: { "Content-Type": type } });
     const url = URL.createObjectURL(file);
     localImages.set(record.id, url);
     card = await resultCard(name, url, record);
@@ -411,7 +447,8 @@ async function openRecord(id) {
     if (record.status === "ok") {
       const figures = h("div", { class: "figures" });
       const local = localImages.get(id);
-      if (local) figures.append(await overlayFigure(local, record.heatmap, "Photograph screened in this tab with its heatmap"));
+      if (local) figures.append(await overlayFigure(local, record.heatmap, "Photograph screened in this tab with its heatmap",
+        record.cropped && Array.isArray(record.crop_box) ? record.crop_box : null));
       try {
         const png = URL.createObjectURL(await api(`/predictions/${encodeURIComponent(id)}/heatmap.png`, { as: "blob" }));
         figures.append(h("figure", { class: "figure" }, h("img", { src: png, alt: record.key ? "Stored overlay: the photograph with its heatmap" : "Stored heatmap" }),

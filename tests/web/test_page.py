@@ -7,6 +7,7 @@ and at phone width. Screenshots go to test-output/web/.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SAMPLE = ROOT / "samples" / "acrima" / "glaucoma" / "Im353_g_ACRIMA.jpg"
-FULL_FIELD = ROOT / "tests" / "fixtures" / "quality" / "csdi_DJD1.jpg"
+CATARACT = ROOT / "tests" / "fixtures" / "csdi" / "cataract_019.jpg"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 20_000
@@ -60,7 +61,8 @@ def test_an_image_is_screened_with_label_bar_and_heatmap(page, output_dir):
     fill = card.locator(".bar .fill").evaluate("el => el.getBoundingClientRect().width / el.parentElement.getBoundingClientRect().width")
     assert 0.9 < fill <= 1.0  # p = 0.99
     threshold = card.locator(".bar .threshold").evaluate("el => parseFloat(el.style.left)")
-    assert 30 < threshold < 45  # the card's threshold, 0.364
+    served = json.loads((ROOT / "models" / "model.json").read_text())
+    assert threshold == pytest.approx(served["threshold"] * 100, abs=0.01)  # the card's threshold
     assert "acrima" in card.locator("dl.facts").inner_text()
     # The heatmap is drawn over the photograph: moving the opacity slider changes the pixels.
     canvas = card.locator("canvas")
@@ -79,11 +81,14 @@ def test_a_non_image_and_an_unusable_photo_show_clear_errors(page):
     refused = page.locator(".result[data-error=unsupported_content_type]")
     refused.wait_for()
     assert "Refused (415 unsupported_content_type)" in refused.inner_text()
-    page.set_input_files("#file-input", str(FULL_FIELD))
-    full_field = page.locator(".result[data-error=not_disc_crop]")
-    full_field.wait_for()
-    assert "optic disc" in full_field.inner_text()
-    assert full_field.locator("[role=alert]").count() == 1
+    # A black image: refused with its reason (full-field photographs are now
+    # cropped around their disc, see the crop-box test, so they no longer serve here).
+    page.set_input_files("#file-input", files=[{"name": "black.png", "mimeType": "image/png", "buffer": black_png()}])
+    blank = page.locator(".result[data-status=refused]", has_text="black.png")
+    blank.wait_for()
+    assert blank.get_attribute("data-error") == "blank_image", blank.inner_text()
+    assert "no content" in blank.locator("[role=alert]").inner_text()
+    assert blank.locator("[role=alert]").count() == 1
 
 
 def test_the_history_lists_it_and_opens_the_record(page, web_cloud, api_session):
@@ -106,19 +111,21 @@ def test_the_history_lists_it_and_opens_the_record(page, web_cloud, api_session)
     page.select_option("#history-filter", "rejected")
     rejected = page.locator("#history-table tr[data-status=rejected]").first
     rejected.wait_for()
-    assert "blank_frame" in rejected.inner_text().lower()  # shown upper-case by CSS
+    assert "blank_image" in rejected.inner_text().lower()  # shown upper-case by CSS
     assert page.locator("#history-table tr[data-status=ok]").count() == 0
     page.select_option("#history-filter", "glaucoma")
     page.locator(f"#history-table tr[data-id='{screened_id}']").wait_for()
 
 
-def test_the_model_tab_shows_the_served_model_and_its_plots(page):
+def test_the_model_tab_shows_the_served_model_and_its_plots(page, web_cloud):
     page.click("#tab-model")
     page.locator("#model-current strong").wait_for()
-    assert page.locator("#model-current strong").inner_text() == "acrima-effl0-grey-v1"
+    served = json.loads((ROOT / "models" / "model.json").read_text())
+    assert page.locator("#model-current strong").inner_text() == served["version"]
     assert "roc_auc" in page.locator("#model-current table").inner_text()
     page.locator("#model-plots img").first.wait_for()
-    assert page.locator("#model-plots img").count() == 4
+    published = requests.get(web_cloud.api_url + "/model-report/index.json", timeout=10).json()["plots"]
+    assert page.locator("#model-plots img").count() == len(published) >= 4
     page.locator("#model-versions > *").first.wait_for()
 
 
@@ -154,6 +161,36 @@ def test_monitoring_shows_the_emitted_metrics_and_queues(page, output_dir):
     page.locator("#monitor-rejections table").wait_for()
     assert "unsupported_content_type" in page.locator("#monitor-rejections").inner_text()
     page.screenshot(path=str(output_dir / "monitoring-desktop.png"), full_page=True)
+
+
+def test_cataract_shows_severity_and_a_full_field_glaucoma_screen_its_crop_box(page, output_dir):
+    page.click("#tab-screen")
+    page.locator("#screen-condition option[value=cataract]").wait_for(state="attached")  # GET /models answered 200
+    assert page.locator("#screen-condition").input_value() == "glaucoma"  # the default
+    page.select_option("#screen-condition", "cataract")
+    page.set_input_files("#file-input", str(CATARACT))
+    cataract = page.locator(".result[data-status=ok][data-condition=cataract]", has_text=CATARACT.name).first
+    cataract.wait_for()
+    assert cataract.get_attribute("data-label") in ("cataract", "normal")
+    assert "P(cataract)" in cataract.locator("dl.facts").inner_text()
+    severity = float(cataract.locator("[data-field=severity]").inner_text())
+    assert 0.0 <= severity <= 10.0
+    assert cataract.locator(".crop-box").count() == 0  # cataract screens the whole field
+    page.select_option("#screen-condition", "glaucoma")
+    page.set_input_files("#file-input", str(CATARACT))
+    glaucoma = page.locator(".result[data-status=ok][data-condition=glaucoma]", has_text=CATARACT.name).first
+    glaucoma.wait_for()
+    assert glaucoma.locator("[data-field=severity]").count() == 0
+    box = glaucoma.locator(".crop-box")
+    box.wait_for()
+    left, top, right, bottom = (int(v) for v in glaucoma.locator("[data-field=crop-box]").inner_text().split(", "))
+    assert 0 <= left < right and 0 <= top < bottom
+    # The outline sits inside the drawn photograph, scaled from the upload's pixels to the canvas.
+    canvas_box = glaucoma.locator("canvas").bounding_box()
+    outline = box.bounding_box()
+    assert canvas_box["x"] - 1 <= outline["x"] and outline["x"] + outline["width"] <= canvas_box["x"] + canvas_box["width"] + 1
+    assert 0.05 < outline["width"] / canvas_box["width"] < 0.9
+    page.screenshot(path=str(output_dir / "screen-crop-box.png"), full_page=True)
 
 
 def test_phone_width_and_keyboard(page, output_dir):

@@ -86,7 +86,7 @@ def test_s3_path_stores_its_overlay_under_results_and_rejects_a_black_frame(web_
         if len(records) == 2:
             break
         time.sleep(0.1)
-    assert records["black.jpg"]["status"] == "rejected" and records["black.jpg"]["reason"] == "blank_frame"
+    assert records["black.jpg"]["status"] == "rejected" and records["black.jpg"]["reason"] == "blank_image"
     assert records["good.jpg"]["status"] == "ok"
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="results/").get("Contents", [])]
     assert f"results/{ids['good.jpg']}/heatmap.png" in keys
