@@ -175,8 +175,12 @@ def _callbacks(hp: Hyperparameters, checkpoint: Path, patience: int) -> list:
     ]
 
 
-def _class_weight(labels: np.ndarray) -> dict[int, float]:
-    positives = float(labels.mean())
+def _class_weight(labels: np.ndarray) -> dict[int, float] | None:
+    """Balanced class weights; none when a class is missing (a few uploads of one label can do
+    that): the job still trains, and the gate judges the result."""
+    positives = float(labels.mean()) if len(labels) else 0.0
+    if not 0.0 < positives < 1.0:
+        return None
     return {0: 0.5 / (1 - positives), 1: 0.5 / positives}
 
 
