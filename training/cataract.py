@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-
 from screening.preprocessing import preprocess_bytes
 
 CONDITION = "cataract"
@@ -35,7 +35,7 @@ CLASS_NAMES = ("normal", "cataract")
 REFERABLE_AT = 4.0
 NOT_REFERABLE_AT = 2.5
 INPUT_SIZE = 224
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "csdi"
+DEFAULT_DATA = Path(os.environ["CSDI_DIR"]) if os.environ.get("CSDI_DIR") else None  # the data is never bundled
 
 
 def referable_target(severity: np.ndarray) -> np.ndarray:
@@ -188,7 +188,8 @@ def export(model, head: SeverityHead, model_dir: Path, card: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, required=DEFAULT_DATA is None,
+                        help="CSDI folder (annotations.csv, splits.csv, images/); default $CSDI_DIR")
     parser.add_argument("--model-dir", type=Path, default=Path("models") / CONDITION)
     parser.add_argument("--alpha", type=float, default=10.0, help="ridge penalty (chosen by CV: 1/10/100/1000)")
     parser.add_argument("--folds", type=int, default=5)

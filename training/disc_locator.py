@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.model_selection import GroupKFold
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, required=DEFAULT_DATA is None)
     parser.add_argument("--out", type=Path, default=Path("models") / "disc_locator")
     parser.add_argument("--disc-to-crop", type=float, default=None,
                         help="ACRIMA's disc diameter / crop side (default: keep the committed value)")

@@ -1,13 +1,19 @@
 import os
-import time, csv, sys, numpy as np
+import sys
+import time
 from pathlib import Path
+
+import numpy as np
 from PIL import Image
-from training.features import load_photos, feature_bank, pooled_model
+from screening.preprocessing import decode_image, preprocess_bytes
+
+from training.acquisition import EXTRA_VARIANTS, VARIANTS
+from training.features import feature_bank, load_photos, pooled_model
 from training.network import build_classifier
-from training.acquisition import VARIANTS, EXTRA_VARIANTS
-from screening.preprocessing import preprocess_bytes, decode_image
+
 K=int(sys.argv[1]); out=sys.argv[2]
-root=Path(os.environ.get('ACRIMA_DIR', '../shared/data/acrima')); rows=list(csv.DictReader(open(root/'splits.csv')))
+# ACRIMA_DIR must be set: the data is never bundled
+root=Path(os.environ['ACRIMA_DIR']); rows=list(csv.DictReader(open(root/'splits.csv')))
 paths=[root/r['path'] for r in rows]
 y=np.array([r['label']=='glaucoma' for r in rows]).astype(int); split=np.array([r['split'] for r in rows])
 widths=np.array([Image.open(p).size[0] for p in paths])
