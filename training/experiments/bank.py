@@ -1,3 +1,4 @@
+import csv
 import os
 import sys
 import time
