@@ -34,6 +34,7 @@ from screening.http_inputs import (CONTROL_CHARACTERS, REJECTION_STATUS, ApiErro
                                    header, idempotency_key, parse_json_object, parse_limit, parse_multipart,
                                    raw_body)
 from handlers.api_retraining import condition
+from handlers.api_retraining import caller_of
 from handlers.api_retraining import router as retraining_router
 from screening.model_registry import UnknownCondition
 from screening.preprocessing import ImageRejected
@@ -126,11 +127,7 @@ def handle_not_found(exc: NotFoundError) -> Response[dict]:
 
 
 def caller() -> tenancy.Caller:
-    """The clinic of this request's API key (tenancy: records, uploads and counts are per clinic)."""
-    try:
-        return tenancy.caller_from_event(app.current_event.raw_event, runtime().settings.api_key_clinics)
-    except tenancy.UnknownApiKey as exc:
-        raise ApiError(403, "unknown_api_key", str(exc))
+    return caller_of(app.current_event.raw_event)
 
 
 def clinic_field() -> dict:

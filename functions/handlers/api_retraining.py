@@ -57,11 +57,16 @@ def class_names(name: str) -> tuple[str, ...]:
         raise ApiError(404, "unknown_condition", f"No model serves condition {name!r}.")
 
 
-def caller() -> tenancy.Caller:
+def caller_of(raw_event: dict) -> tenancy.Caller:
+    """The clinic of this request's API key (tenancy: records, uploads and counts are per clinic)."""
     try:
-        return tenancy.caller_from_event(router.current_event.raw_event, runtime().settings.api_key_clinics)
+        return tenancy.caller_from_event(raw_event, runtime().settings.api_key_clinics)
     except tenancy.UnknownApiKey as exc:
         raise ApiError(403, "unknown_api_key", str(exc))
+
+
+def caller() -> tenancy.Caller:
+    return caller_of(router.current_event.raw_event)
 
 
 def require_admin() -> None:
