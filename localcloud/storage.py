@@ -17,13 +17,18 @@ which the consumer's idempotent records absorb), older S3 object versions
 (only the latest version of a key is kept), and resources other than those
 the stack declares (localcloud/provision.py creates those again at each start).
 
-Two fixes to moto, in this process only (the deployed code is unchanged):
+Fixes to moto, in this process only (the deployed code is unchanged):
 - requests run one at a time (moto's backends are not thread-safe: "dictionary
   changed size during iteration"); SQS long polls wait outside that lock;
 - TransactWriteItems backs up the items it touches instead of deep-copying
   every table it names (which made each write cost O(table)), and a Query on a
   global secondary index with no key condition on the sort key reads a
-  window of a sorted index instead of sorting the whole table.
+  window of a sorted index instead of sorting the whole table;
+- and constant costs per request: moto's server lists its package folder to
+  route each request (now listed once), re-measures a whole item on every
+  attribute it sets (now a running size), parses the same UpdateExpression
+  on every call (now once per distinct expression) and lists a handler class's
+  methods to dispatch each request (now remembered).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ log = logging.getLogger("localcloud.storage")
 
 REGION = "us-east-1"
 COMPACT_EVERY = 50_000  # journal entries between snapshots
+STORAGE_THREADS = 16  # concurrent requests (API workers, consumer, long polls, provisioning)
 SNAPSHOT = "snapshot.jsonl"
 JOURNAL = "journal.jsonl"
 DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
@@ -421,6 +427,47 @@ def patch_moto() -> None:
     _replace(Table, "query", query)
     _patch_item_size()
     _patch_dynamodb_serializer()
+    _patch_backend_lookup()
+    _patch_update_expression_cache()
+    _patch_dispatch_lookups()
+
+
+def _patch_dispatch_lookups() -> None:
+    """moto finds the method for each request by listing its handler class's members
+    (inspect.getmembers) and re-spelling the action name: both are pure, so remember them."""
+    import functools
+
+    import moto.core.responses as moto_responses
+
+    respell, list_methods = moto_responses.camelcase_to_underscores, moto_responses.method_names_from_class
+    _replace(moto_responses, "camelcase_to_underscores", functools.lru_cache(maxsize=1024)(respell))
+    _replace(moto_responses, "method_names_from_class",
+             functools.lru_cache(maxsize=256)(lambda clazz: frozenset(list_methods(clazz))))
+
+
+def _patch_update_expression_cache() -> None:
+    """moto parses an UpdateExpression into a syntax tree on every call (the label counters' same
+    expression, twice per record): parse each distinct expression once. Safe to share: moto's
+    validator deep-copies the tree before it resolves names and values into it."""
+    import functools
+
+    import moto.dynamodb.models as ddb_models
+
+    parser = ddb_models.UpdateExpressionParser
+
+    class CachedUpdateExpressionParser:
+        make = staticmethod(functools.lru_cache(maxsize=512)(parser.make))
+
+    _replace(ddb_models, "UpdateExpressionParser", CachedUpdateExpressionParser)
+
+
+def _patch_backend_lookup() -> None:
+    """moto's server lists its package folder (a stat per service) on every request to find the
+    service a host names: list it once. The folder does not change while the process runs."""
+    import moto.backends as moto_backends
+
+    modules = tuple(moto_backends.list_of_moto_modules())
+    _replace(moto_backends, "list_of_moto_modules", lambda: modules)
 
 
 def _patch_item_size() -> None:
@@ -766,17 +813,49 @@ def unquote_xml(raw: bytes) -> str:
 # ---------------------------------------------------------------- the process
 
 
+def _patch_waitress() -> None:
+    """Two ways waitress 3.0.2 differs from what AWS clients expect, undone:
+    - it answers `Expect: 100-continue` on a request whose body is empty (boto3's PutObject of
+      b"") with 100 Continue, then waits for a body that never comes: a complete request needs
+      no 100 Continue, so none is sent and the request is served;
+    - it capitalises response header names (x-amz-meta-condition -> X-Amz-Meta-Condition), and
+      boto3 keeps the case of user metadata as S3 sends it (lower case): the app's spelling is
+      put back."""
+    from waitress.channel import HTTPChannel
+    from waitress.task import WSGITask
+
+    if getattr(HTTPChannel, "_localcloud_patched", False):
+        return
+    send_continue, build_header = HTTPChannel.send_continue, WSGITask.build_response_header
+
+    def send_continue_unless_complete(self):
+        if self.request is not None and self.request.completed:
+            self.request.expect_continue = False
+            return
+        send_continue(self)
+
+    def header_as_the_app_spelt_it(self):
+        names = [name for name, _ in self.response_headers]
+        head = build_header(self)
+        for name in names:
+            capitalised = "-".join(part.capitalize() for part in name.split("-"))
+            if capitalised != name:
+                head = head.replace(f"\r\n{capitalised}: ".encode("latin-1"), f"\r\n{name}: ".encode("latin-1"))
+        return head
+
+    HTTPChannel.send_continue = send_continue_unless_complete
+    WSGITask.build_response_header = header_as_the_app_spelt_it
+    HTTPChannel._localcloud_patched = True
+
+
+class _Stop(Exception):
+    """Raised in the main thread by SIGTERM/SIGINT: leave waitress's loop, then snapshot."""
+
+
 def serve(port: int, state_dir: Path | None, fresh: bool, sync: bool = True) -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-    from werkzeug.serving import WSGIRequestHandler, make_server
+    from waitress.server import create_server
 
-    class KeepAliveHandler(WSGIRequestHandler):  # HTTP/1.1: clients reuse their connections
-        protocol_version = "HTTP/1.1"
-
-        def log_request(self, *args, **kwargs) -> None:
-            pass
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     patch_moto()
     state = None
     if state_dir is not None:
@@ -788,20 +867,27 @@ def serve(port: int, state_dir: Path | None, fresh: bool, sync: bool = True) -> 
         # Read the state while the server already answers the supervisor's provisioning.
         threading.Thread(target=state.load_in_background, name="load-state", daemon=True).start()
     app = JournalingApp(DomainDispatcherApplication(create_backend_app), state)
-    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=KeepAliveHandler)
-    server.daemon_threads = True
     # The supervisor provisions through HTTP, then asks us to restore (POST /_localcloud/restore).
     control = ControlApp(app, state)
-    server.app = control
-    stop = threading.Event()
+    # waitress, not moto's werkzeug server: HTTP/1.1 keep-alive (werkzeug closes every connection,
+    # so each AWS call paid a new connection and a new thread), and a fixed pool of threads.
+    logging.getLogger("waitress").setLevel(logging.ERROR)
+    _patch_waitress()
+    server = create_server(control, host="127.0.0.1", port=port, threads=STORAGE_THREADS,
+                           connection_limit=1000, channel_timeout=120, ident="localcloud-storage",
+                           max_request_body_size=6 * 1024 ** 3)
 
     def on_signal(*_):
-        stop.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        raise _Stop
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server.serve_forever()
+    try:
+        server.run()
+    except _Stop:
+        pass
+    finally:
+        server.close()
     with app.lock:
         if state is not None:
             state.snapshot()

@@ -441,13 +441,25 @@ def status() -> Response[dict]:
     return json_response(200, body)
 
 
+QUEUE_DEPTH_MAX_AGE_S = 5.0  # SQS's own depths are approximate; a dashboard polling /status needs no fresher
+_queue_depths: dict[str, tuple[float, int]] = {}  # queue URL -> (when read, depth), per container
+
+
 def queue_depth(queue_url: str) -> int | None:
+    """Visible plus in-flight messages, read at most every QUEUE_DEPTH_MAX_AGE_S per container:
+    two SQS calls per /status otherwise cost more than the counters themselves."""
     if not queue_url:
         return None
+    now = time.monotonic()
+    cached = _queue_depths.get(queue_url)
+    if cached and now - cached[0] < QUEUE_DEPTH_MAX_AGE_S:
+        return cached[1]
     attrs = runtime().sqs.get_queue_attributes(
         QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages",
                                             "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+    depth = int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+    _queue_depths[queue_url] = (now, depth)
+    return depth
 
 
 # ---- POST /uploads ---------------------------------------------------------------------------

@@ -146,7 +146,8 @@ SCHEMAS = {
             "counts": {"type": "object", "properties": {k: {"type": "integer", "minimum": 0}
                                                         for k in ("normal", "glaucoma", "rejected")}},
             "last_prediction_at": {"type": "string", "nullable": True},
-            "queue_depth": {"type": "integer", "nullable": True},
+            "queue_depth": {"type": "integer", "nullable": True,
+                            "description": "Visible plus in-flight messages; read at most every 5 s."},
             "dead_letter_depth": {"type": "integer", "nullable": True},
         },
     },

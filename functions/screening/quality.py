@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -138,14 +139,29 @@ def erode(mask: np.ndarray, steps: int, outside: bool = False) -> np.ndarray:
     """
     if steps <= 0:
         return mask.copy()
-    # A pixel survives when its window holds no False pixel: window sums of an integral image.
-    holes = np.pad(~mask, steps, constant_values=not outside).astype(np.int32)
-    integral = np.pad(holes.cumsum(axis=0).cumsum(axis=1), ((1, 0), (1, 0)))
     size = 2 * steps + 1
-    height, width = mask.shape
-    window = (integral[size:size + height, size:size + width] - integral[:height, size:size + width]
-              - integral[size:size + height, :width] + integral[:height, :width])
-    return window == 0
+    padded = np.pad(np.asarray(mask, bool), steps, constant_values=outside)
+    return _window_all(_window_all(padded, size, axis=0), size, axis=1)
+
+
+def _window_all(mask: np.ndarray, width: int, axis: int) -> np.ndarray:
+    """True where all `width` consecutive values along `axis` are: ANDs of shifted copies whose
+    window doubles each step (log2(width) passes instead of width)."""
+    out, covered = mask, 1
+    while covered < width:
+        step = min(covered, width - covered)
+        n = out.shape[axis] - step
+        out = (out[:n] & out[step:step + n]) if axis == 0 else (out[:, :n] & out[:, step:step + n])
+        covered += step
+    return out
+
+
+@lru_cache(maxsize=4)
+def _inside_rim(size: int) -> np.ndarray:
+    """The circle mask eroded by RING_PX: what is not in it (within the photo) is the rim ring."""
+    inside = erode(circle_mask(size)[..., 0] >= 1.0, RING_PX, outside=False)
+    inside.setflags(write=False)
+    return inside
 
 
 def fundus_mask(rgb: np.ndarray) -> np.ndarray:
@@ -156,31 +172,35 @@ def fundus_mask(rgb: np.ndarray) -> np.ndarray:
 
 def measure(model_input: np.ndarray, info: ImageInfo) -> dict[str, float]:
     rgb = np.asarray(model_input, np.float32)
+    red, green, blue = np.ascontiguousarray(np.moveaxis(rgb, 2, 0))  # planes: fast, whole-array maths
     region = photo_region(rgb, info)
     grey = rgb @ np.array(LUMA_WEIGHTS, np.float32)
-    mask = fundus_mask(rgb) & region
-    size = rgb.shape[0]
-    ring = region & ~erode(circle_mask(size)[..., 0] >= 1.0, RING_PX, outside=False)
+    mask = (np.maximum(np.maximum(red, green), blue) > FUNDUS_LEVEL) & region  # fundus_mask, on planes
+    ring = region & ~_inside_rim(rgb.shape[0])
     inner = erode(mask, DETAIL_ERODE_PX)
     detail = float((grey - gaussian_blur(grey, DETAIL_SIGMA))[inner].std()) if inner.sum() > 50 else 0.0
-    red, green, blue = rgb[..., 0][mask], rgb[..., 1][mask], rgb[..., 2][mask]
-    redness = (red - green) / (red + green + blue + 1e-6)
-    pixels = rgb[region]
-    clipped_channels = (pixels >= SATURATED_LEVEL).sum(axis=1)
+    in_mask = (red[mask], green[mask], blue[mask])
+    redness = (in_mask[0] - in_mask[1]) / (in_mask[0] + in_mask[1] + in_mask[2] + 1e-6)
+    clipped_r, clipped_g, clipped_b = red >= SATURATED_LEVEL, green >= SATURATED_LEVEL, blue >= SATURATED_LEVEL
+    two_clipped = (clipped_r & clipped_g) | (clipped_r & clipped_b) | (clipped_g & clipped_b)
+    channel_mean = (red + green + blue) / 3
+    spread = np.abs(red - channel_mean) + np.abs(green - channel_mean) + np.abs(blue - channel_mean)
+    in_region = max(1, int(region.sum()))
+    grey_region = grey[region]
     width, height = ((info.content_width, info.content_height) if info.content_width > 0
                      else (info.width, info.height))
     return {
-        "contrast": float(grey[region].std()),
-        "bright_level": float(np.percentile(grey[region], 99)),
+        "contrast": float(grey_region.std()),
+        "bright_level": float(np.percentile(grey_region, 99)),
         "fundus_mean": float(grey[mask].mean()) if mask.any() else 0.0,
-        "saturated": float((clipped_channels >= 2).mean()),
+        "saturated": float(np.count_nonzero(two_clipped & region) / in_region),
         "aspect": max(width, height) / max(1, min(width, height)),
-        "fundus_share": float(mask.sum() / max(1, region.sum())),
+        "fundus_share": float(mask.sum() / in_region),
         "edge_fundus": float(mask[ring].mean()) if ring.any() else 0.0,
         "corner_lit": float(info.corner_lit) if info.corner_lit >= 0 else 1.0,
         "detail": detail,
         "redness": float(np.median(redness)) if redness.size else 0.0,
-        "colour_spread": float(np.abs(pixels - pixels.mean(axis=1, keepdims=True)).mean()),
+        "colour_spread": float(spread[region].sum(dtype=np.float64) / (3 * in_region)),
         "short_side": float(min(info.width, info.height)),
     }
 
