@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from locust import HttpUser, between, events, task
+from locust import FastHttpUser, between, events, task
 
 SAMPLES = sorted((Path(__file__).resolve().parent / "samples" / "acrima").glob("*/*.jpg"))
 IMAGES = [(p.parent.name, p.read_bytes()) for p in SAMPLES]
@@ -30,12 +30,13 @@ def refuse_remote_targets(environment, **_):
         raise SystemExit(f"refusing to load-test {host}: set ALLOW_REMOTE_TARGET=1 for a deployed stage")
 
 
-class Clinic(HttpUser):
+class Clinic(FastHttpUser):
+    """FastHttpUser (geventhttpclient): locust shares the 2 cores with the service, and with this
+    client it took 9 % of them at ~50 requests/s instead of 14 % (bench/load.py, 100 users)."""
+
     host = "http://127.0.0.1:8080"
     wait_time = between(0.05, 0.2)
-
-    def on_start(self) -> None:
-        self.client.headers["x-api-key"] = os.environ.get("LOCUST_API_KEY", "local-dev-key")
+    default_headers = {"x-api-key": os.environ.get("LOCUST_API_KEY", "local-dev-key")}
 
     @task(8)
     def predict(self) -> None:

@@ -109,3 +109,24 @@ def status_queue_empty(cloud) -> bool:
     attrs = sqs.get_queue_attributes(QueueUrl=cloud.resources.queue_url, AttributeNames=[
         "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
     return attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_the_locustfile_runs_headless_against_the_local_cloud_without_failures(cloud, tmp_path):
+    """`make load`'s user, for a few seconds: every request answered, none failed (a broken
+    locustfile would otherwise only show when someone runs a load test)."""
+    import csv
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    prefix = tmp_path / "locust"
+    result = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(root / "locustfile.py"), "--headless", "-u", "2", "-r", "2",
+         "-t", "4s", "--host", cloud.api_url, "--only-summary", "--csv", str(prefix)],
+        env={**os.environ, "LOCUST_API_KEY": cloud.api_key}, cwd=root, capture_output=True, text=True, timeout=90)
+    rows = {row["Name"]: row for row in csv.DictReader((tmp_path / "locust_stats.csv").open())}
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(rows["POST /predict"]["Request Count"]) > 0
+    assert int(rows["Aggregated"]["Failure Count"]) == 0, result.stderr[-2000:]
