@@ -32,7 +32,7 @@ def refuse_remote_targets(environment, **_):
 
 class Clinic(FastHttpUser):
     """FastHttpUser (geventhttpclient): locust shares the 2 cores with the service, and with this
-    client it took 9 % of them at ~50 requests/s instead of 14 % (bench/load.py, 100 users)."""
+    client it took 9 % of one core at ~50 requests/s instead of 14 % (bench/load.py, 100 users)."""
 
     host = "http://127.0.0.1:8080"
     wait_time = between(0.05, 0.2)
