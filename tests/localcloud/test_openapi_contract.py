@@ -84,11 +84,6 @@ def test_schemathesis_finds_no_failure_against_the_served_document(cloud, tmp_pa
     assert done.returncode == 0, summary
 
 
-def test_docs_page_in_web_is_the_one_the_api_serves():
-    """The local gateway serves web/docs.html at /docs without a key; the API serves the same page."""
-    assert (ROOT / "web" / "docs.html").read_text() == api_handler.DOCS_PAGE
-
-
 def test_docs_page_renders_every_operation_in_a_headless_browser(cloud):
     """Swagger UI at /docs in Debian's Chromium, offline: every operation of the document shows,
     and no request leaves 127.0.0.1."""
