@@ -1,6 +1,6 @@
 """Locust, headless, against a local cloud it starts and always stops (127.0.0.1 only).
 
-    python bench/load.py [--users 100] [--seconds 60] [--api-workers N]
+    python bench/load.py [--users 100] [--seconds 60] [--api-workers N] [--wait 0.05,0.2]
 
 The cloud gets a fresh state folder of its own (removed afterwards); locust runs
 as a child process; whatever happens (Ctrl-C included), both are stopped. Prints
@@ -25,6 +25,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--api-workers", type=int, default=0, help="default: one per core")
+    parser.add_argument("--wait", default="0.05,0.2", help="MIN,MAX seconds each user waits between requests")
     args = parser.parse_args()
 
     from localcloud.cloud import LocalCloud
@@ -32,12 +33,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="localcloud-load-") as state:
         with LocalCloud(state_dir=Path(state), api_workers=args.api_workers) as cloud:
             print(f"local cloud: {cloud.api_url}, {cloud.api_workers} API workers; "
-                  f"locust: {args.users} users for {args.seconds} s", flush=True)
+                  f"locust: {args.users} users for {args.seconds} s, waiting {args.wait} s", flush=True)
             prefix = Path(state) / "locust"
             command = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"),
                        "--headless", "-u", str(args.users), "-r", str(args.users), "-t", f"{args.seconds}s",
                        "--host", cloud.api_url, "--only-summary", "--csv", str(prefix)]
-            env = {**os.environ, "LOCUST_API_KEY": cloud.api_key}
+            env = {**os.environ, "LOCUST_API_KEY": cloud.api_key, "LOCUST_WAIT": args.wait}
             process = subprocess.Popen(command, env=env, cwd=ROOT)
             try:
                 code = process.wait(timeout=args.seconds + 120)
