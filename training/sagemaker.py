@@ -48,6 +48,11 @@ class Hyperparameters:
     val_fraction: float = 0.15
     pretrained: bool = True
     fine_tune_from_block: int = 11  # 11 = the whole pretrained trunk stays frozen
+    # > 0: after the frozen-trunk head, fine-tune blocks 5-10 on cached lower-trunk activations
+    # of the photographs and their re-acquired copies (training/finetune.py)
+    fine_tune_top_epochs: int = 0
+    fine_tune_learning_rate: float = 1e-4
+    fine_tune_consistency: float = 1.0  # weight of the squared |dp| between two copies
     model_version: str = ""
     # the condition this job trains: data folders normal/ + <positive_class>/ (default: the condition)
     condition: str = "glaucoma"

@@ -67,6 +67,9 @@ def train(hp: Hyperparameters, splits: dict, checkpoint_dir: Path):
                              backbone_weights=DEFAULT_BACKBONE_WEIGHTS if hp.pretrained else None)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     frozen_trunk = hp.pretrained and hp.fine_tune_from_block >= TRUNK_BLOCKS and not hp.cam_channels
+    if frozen_trunk and hp.fine_tune_top_epochs > 0:
+        history, extras = fit_fine_tuned_top(model, loaded, hp)
+        return model, loaded, history, extras
     if frozen_trunk:
         history, extras = fit_invariant_head(model, loaded, hp)
         return model, loaded, history, extras
@@ -98,6 +101,42 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
                                                              min_sensitivity=hp.min_sensitivity)
         for key, value in extras["cross_validation"]["summary"].items():
             print(f"  5-fold grouped CV {key}: {value['mean']:.3f} +- {value['sd']:.3f}", flush=True)
+    return history, extras
+
+
+def fit_fine_tuned_top(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, dict]:
+    """The invariant head as in fit_invariant_head, then blocks 5-10 and the head fine-tuned on
+    cached lower-trunk activations of every photograph and its re-acquired copies
+    (training/finetune.py), then Platt-scaled again on val. No cross-validation here: a fold's
+    fine-tuning costs as much as this one (training/experiments/finetune_cv.py measures it)."""
+    from training import finetune
+    from training.features import load_photos
+    from training.head import LinearHead, platt_scaling, write_into
+    from training.network import OUTPUT_LAYER
+
+    lower, upper = finetune.lower_model(model), finetune.upper_model(model)
+    acts = {}
+    for i, name in enumerate(loaded):
+        if name in ("train", "val"):
+            print(f"lower-trunk activations of {name} and {hp.augmented_copies} re-acquired copies", flush=True)
+            acts[name] = finetune.activation_bank(lower, load_photos(loaded[name].paths), loaded[name].images,
+                                                  hp.augmented_copies, hp.seed + i)
+    pooled = {name: finetune.pooled_from_activations(upper, bank) for name, bank in acts.items()}
+    history, extras = fit_head_on_features(model, pooled["train"], loaded["train"].labels,
+                                           pooled["val"], loaded["val"].labels, hp)
+    history["fine_tune"] = finetune.fine_tune(
+        model, acts["train"], loaded["train"].labels, acts["val"], loaded["val"].labels,
+        epochs=hp.fine_tune_top_epochs, learning_rate=hp.fine_tune_learning_rate,
+        consistency=hp.fine_tune_consistency, seed=hp.seed)
+    val_bank = finetune.pooled_from_activations(upper, acts["val"])
+    weights, bias = model.get_layer(OUTPUT_LAYER).get_weights()
+    head = platt_scaling(LinearHead(weights[:, 0].astype(np.float64), float(bias[0])),
+                         val_bank[0], loaded["val"].labels)
+    write_into(model, head)
+    dims = val_bank.shape[-1]
+    extras["val_pooled"] = (head.probabilities(val_bank.reshape(-1, dims)),
+                            np.tile(loaded["val"].labels, len(val_bank)))
+    print(f"fine-tuned head Platt-scaled on val", flush=True)
     return history, extras
 
 
