@@ -34,6 +34,19 @@ def variant_inputs(paths: list[Path], variant: Callable, size: int = MODEL_INPUT
     return np.stack(tensors)
 
 
+def selected_variants(names: str) -> dict | None:
+    """The variants a job's `invariance_variants` names ("" or "all": every one). Grey and colour
+    shift always run: the card's grey-level and colour-shifted AUCs come from them."""
+    if not names.strip() or names.strip() == "all":
+        return None
+    every = {**VARIANTS, **EXTRA_VARIANTS}
+    wanted = {"grey", "colour_shift", *(n.strip() for n in names.split(",") if n.strip())}
+    unknown = sorted(wanted - set(every))
+    if unknown:
+        raise ValueError(f"unknown invariance variants {unknown}; known: {sorted(every)}")
+    return {name: variant for name, variant in every.items() if name in wanted}
+
+
 def invariance_report(predict: Callable[[np.ndarray], np.ndarray], paths: list[Path], labels: np.ndarray,
                       clean_scores: np.ndarray, threshold: float, size: int = MODEL_INPUT_SIZE,
                       variants: dict | None = None, log=print) -> dict:

@@ -61,6 +61,8 @@ class Hyperparameters:
     gate_auc_margin: float = 0.01  # the challenger's AUC may be this much below the champion's
     gate_min_sensitivity: float = 0.85  # at the challenger's own threshold, on the evaluation images
     upload_holdout_fraction: float = 0.25  # share of each site's uploads kept for evaluation only
+    # the report's invariance suite (training/robustness.py): every variant, or these (comma-separated)
+    invariance_variants: str = ""
 
 
 def _parse_bool(text: str) -> bool:

@@ -293,11 +293,12 @@ def evaluate_and_export(model, loaded: dict, history: dict, hp: Hyperparameters,
     print(f"invariance suite on the {report_split} split (served model):", flush=True)
     invariance = robustness.invariance_report(
         lambda x: np.concatenate([served.probabilities_and_cams(x[i:i + 32])[0] for i in range(0, len(x), 32)]),
-        evaluated.paths, evaluated.labels, served_scores, threshold, size=hp.image_size)
+        evaluated.paths, evaluated.labels, served_scores, threshold, size=hp.image_size,
+        variants=robustness.selected_variants(hp.invariance_variants))
     card["metrics"]["roc_auc_grey"] = invariance["grey"]["roc_auc"]
     card["metrics"]["roc_auc_colour_shift"] = invariance["colour_shift"]["roc_auc"]
     card["metrics"]["invariance_delta_p_p95_max"] = max(
-        v["delta_p_p95"] for v in invariance.values() if v["target"])
+        (v["delta_p_p95"] for v in invariance.values() if v["target"]), default=None)
     card["metrics"]["ece"] = expected_calibration_error(evaluated.labels, scores)
     (model_dir / "model.json").write_text(json.dumps(card, indent=2) + "\n")
 
