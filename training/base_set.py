@@ -1,5 +1,5 @@
 """The base set: the data a job retrains from when it gets no data channel (a fresh clone, the
-training image), so the product never needs ../shared at run time.
+training image), so the product never needs the ACRIMA data set at run time.
 
     training/base_set/<condition>/val/{normal,<positive>}/*.jpg    448-px JPEGs (quality 85)
     training/base_set/<condition>/test/{normal,<positive>}/*.jpg

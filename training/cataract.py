@@ -1,6 +1,6 @@
 """Cataract, the second condition: severity (0-10) and referable cataract from full-field photographs.
 
-    python -m training.cataract --data ../shared/data/csdi --model-dir models/cataract
+    python -m training.cataract --data /path/to/csdi --model-dir models/cataract
 
 The sub-mode of the training job for CSDI-style data (annotations.csv with an expert severity per
 image, splits.csv with a patient-grouped split). Why this shape:

@@ -2,7 +2,7 @@
 as given vs through the serving framing step (screening/framing.py: a crop is recognised and not
 cropped again; anything it would crop or refuse is counted).
 
-    python -m training.disc_crop_check --acrima ../shared/data/acrima
+    python -m training.disc_crop_check --acrima /path/to/acrima
 """
 
 from __future__ import annotations

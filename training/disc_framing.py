@@ -1,6 +1,6 @@
 """ACRIMA's framing: the optic disc's diameter as a share of the crop side.
 
-    python -m training.disc_framing --acrima ../shared/data/acrima --csdi ../shared/data/csdi
+    python -m training.disc_framing --acrima /path/to/acrima --csdi /path/to/csdi
 
 ACRIMA has no disc outlines, so the disc is measured the same way on both data sets: the bright
 blob around the brightest smoothed point near the centre, thresholded half-way between that peak

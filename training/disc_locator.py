@@ -1,6 +1,6 @@
 """Train and cross-validate the optic-disc locator (screening/disc.py) on CSDI's expert disc boxes.
 
-    python -m training.disc_locator --data ../shared/data/csdi --acrima ../shared/data/acrima
+    python -m training.disc_locator --data /path/to/csdi --acrima /path/to/acrima
 
 Per-pixel logistic regression: positives are the pixels within a quarter disc diameter of the
 expert box's centre, negatives a sample of the fundus farther than half a diameter. Reported:

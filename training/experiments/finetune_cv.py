@@ -42,7 +42,7 @@ c = float(sys.argv[3]) if len(sys.argv) > 3 else 0.3
 consistency = float(sys.argv[4]) if len(sys.argv) > 4 else 1.0
 lr = float(sys.argv[5]) if len(sys.argv) > 5 else 1e-4
 seed = 42
-root = Path(os.environ.get("ACRIMA_DIR", "../shared/data/acrima"))
+root = Path(os.environ["ACRIMA_DIR"])
 keras.utils.set_random_seed(seed)
 splits = data_mod.discover_splits(root)
 model = build_classifier()

@@ -3,7 +3,7 @@ import csv, time, numpy as np, sys
 from pathlib import Path
 from sklearn.metrics import roc_auc_score
 from screening import preprocessing as P
-root=Path(os.environ.get('ACRIMA_DIR', '../shared/data/acrima'))
+root=Path(os.environ['ACRIMA_DIR'])
 rows=list(csv.DictReader(open(root/'splits.csv')))
 y=np.array([r['label']=='glaucoma' for r in rows])
 data=[(root/r['path']).read_bytes() for r in rows]

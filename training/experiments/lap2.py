@@ -3,7 +3,7 @@ import csv, numpy as np
 from pathlib import Path
 from PIL import Image
 from sklearn.metrics import roc_auc_score
-root=Path(os.environ.get('ACRIMA_DIR', '../shared/data/acrima'))
+root=Path(os.environ['ACRIMA_DIR'])
 rows=list(csv.DictReader(open(root/'splits.csv')))
 y=np.array([r['label']=='glaucoma' for r in rows])
 def lv(g, std):

@@ -5,7 +5,7 @@ from sklearn.metrics import roc_auc_score
 from screening.preprocessing import decode_image, canonical_input
 from training.network import build_classifier
 from training.head import fit_head
-root=Path(os.environ.get('ACRIMA_DIR', '../shared/data/acrima')); rows=list(csv.DictReader(open(root/'splits.csv')))
+root=Path(os.environ['ACRIMA_DIR']); rows=list(csv.DictReader(open(root/'splits.csv')))
 y=np.array([r['label']=='glaucoma' for r in rows]).astype(int); split=np.array([r['split'] for r in rows])
 m=build_classifier(dropout=0.0)
 outs=[keras.layers.GlobalAveragePooling2D()(m.get_layer(n).output) for n in ['block4_add','block7_add','block10_add']]
