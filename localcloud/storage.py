@@ -37,6 +37,7 @@ import argparse
 import bisect
 import contextlib
 import copy
+import functools
 import gc
 import hashlib
 import io
@@ -454,8 +455,6 @@ def patch_moto() -> None:
 def _patch_dispatch_lookups() -> None:
     """moto finds the method for each request by listing its handler class's members
     (inspect.getmembers) and re-spelling the action name: both are pure, so remember them."""
-    import functools
-
     import moto.core.responses as moto_responses
 
     respell, list_methods = moto_responses.camelcase_to_underscores, moto_responses.method_names_from_class
@@ -468,8 +467,6 @@ def _patch_update_expression_cache() -> None:
     """moto parses an UpdateExpression into a syntax tree on every call (the label counters' same
     expression, twice per record): parse each distinct expression once. Safe to share: moto's
     validator deep-copies the tree before it resolves names and values into it."""
-    import functools
-
     import moto.dynamodb.models as ddb_models
 
     parser = ddb_models.UpdateExpressionParser
@@ -646,29 +643,24 @@ def s3_effects(state: StateStore, targets: list[tuple[str, str]]) -> list[dict]:
     return entries
 
 
-def _dynamo_value(value: dict, new=object.__new__):
-    """moto's DynamoType(value) without its per-value type checks (a restart builds ~25 per
-    record): the same two attributes, nested lists and maps converted alike."""
-    ((kind, inner),) = value.items()
-    if kind == "L":
-        inner = [_dynamo_value(v) for v in inner]
-    elif kind == "M":
-        inner = {k: _dynamo_value(v) for k, v in inner.items()}
-    built = new(_DYNAMO_TYPE[0])
-    built.type, built.value = kind, inner
-    return built
-
-
-_DYNAMO_TYPE: list = []  # moto's DynamoType, once moto is imported (restore_into_moto)
-
-
 def restore_into_moto(state: StateStore) -> None:
     """Put the mirror's items, objects and messages back into moto's backends (no notifications)."""
     from moto.sqs.models import Message
 
     from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 
-    _DYNAMO_TYPE[:] = [DynamoType]
+    def dynamo_value(value: dict) -> DynamoType:
+        """DynamoType(value) without its per-value type checks (a restart builds ~25 per record):
+        the same two attributes, nested lists and maps converted alike."""
+        ((kind, inner),) = value.items()
+        if kind == "L":
+            inner = [dynamo_value(v) for v in inner]
+        elif kind == "M":
+            inner = {k: dynamo_value(v) for k, v in inner.items()}
+        built = object.__new__(DynamoType)
+        built.type, built.value = kind, inner
+        return built
+
     ddb = dynamodb_backend()
     for (table_name, key_json), attrs in state.ddb.items():
         table = ddb.tables.get(table_name)
@@ -677,7 +669,7 @@ def restore_into_moto(state: StateStore) -> None:
         # Each item was validated when it was written: build it without moto's checks.
         item = Item.__new__(Item)
         item.attrs = LimitedSizeDict()
-        dict.update(item.attrs, {k: _dynamo_value(v) for k, v in attrs.items()})
+        dict.update(item.attrs, {k: dynamo_value(v) for k, v in attrs.items()})
         item.hash_key = item.attrs[table.hash_key_attr]
         item.range_key = item.attrs[table.range_key_attr] if table.range_key_attr else None
         if item.range_key is not None:

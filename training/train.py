@@ -136,7 +136,7 @@ def fit_fine_tuned_top(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
     dims = val_bank.shape[-1]
     extras["val_pooled"] = (head.probabilities(val_bank.reshape(-1, dims)),
                             np.tile(loaded["val"].labels, len(val_bank)))
-    print(f"fine-tuned head Platt-scaled on val", flush=True)
+    print("fine-tuned head Platt-scaled on val", flush=True)
     return history, extras
 
 
@@ -298,7 +298,7 @@ def evaluate_and_export(model, loaded: dict, history: dict, hp: Hyperparameters,
     card["metrics"]["roc_auc_grey"] = invariance["grey"]["roc_auc"]
     card["metrics"]["roc_auc_colour_shift"] = invariance["colour_shift"]["roc_auc"]
     card["metrics"]["invariance_delta_p_p95_max"] = max(
-        (v["delta_p_p95"] for v in invariance.values() if v["target"]), default=None)
+        v["delta_p_p95"] for v in invariance.values() if v["target"])
     card["metrics"]["ece"] = expected_calibration_error(evaluated.labels, scores)
     (model_dir / "model.json").write_text(json.dumps(card, indent=2) + "\n")
 

@@ -175,12 +175,12 @@ def measure(model_input: np.ndarray, info: ImageInfo) -> dict[str, float]:
     red, green, blue = np.ascontiguousarray(np.moveaxis(rgb, 2, 0))  # planes: fast, whole-array maths
     region = photo_region(rgb, info)
     grey = rgb @ np.array(LUMA_WEIGHTS, np.float32)
-    mask = (np.maximum(np.maximum(red, green), blue) > FUNDUS_LEVEL) & region  # fundus_mask, on planes
+    mask = fundus_mask(rgb) & region
     ring = region & ~_inside_rim(rgb.shape[0])
     inner = erode(mask, DETAIL_ERODE_PX)
     detail = float((grey - gaussian_blur(grey, DETAIL_SIGMA))[inner].std()) if inner.sum() > 50 else 0.0
-    in_mask = (red[mask], green[mask], blue[mask])
-    redness = (in_mask[0] - in_mask[1]) / (in_mask[0] + in_mask[1] + in_mask[2] + 1e-6)
+    fundus_red, fundus_green, fundus_blue = red[mask], green[mask], blue[mask]
+    redness = (fundus_red - fundus_green) / (fundus_red + fundus_green + fundus_blue + 1e-6)
     clipped_r, clipped_g, clipped_b = red >= SATURATED_LEVEL, green >= SATURATED_LEVEL, blue >= SATURATED_LEVEL
     two_clipped = (clipped_r & clipped_g) | (clipped_r & clipped_b) | (clipped_g & clipped_b)
     channel_mean = (red + green + blue) / 3
