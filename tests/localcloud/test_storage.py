@@ -152,3 +152,53 @@ def test_the_item_size_limit_still_holds(dynamodb):
     answer = dynamodb("UpdateItem", {"TableName": TABLE, "Key": {"id": {"S": "r2"}}, "UpdateExpression": "SET padding = :p",
                                      "ExpressionAttributeValues": {":p": {"S": "x" * 410_000}}}, 400)
     assert "size" in json.dumps(answer).lower()
+
+
+def test_a_long_poll_sleeps_until_a_send_wakes_it():
+    """An empty queue's long poll asks moto only every LONG_POLL_RECHECK_S, and a send answers
+    it at once: an idle cloud's pollers cost no CPU, and no message waits for a recheck."""
+    import threading
+    import time
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    moto_app = DomainDispatcherApplication(create_backend_app)
+    asked = []
+
+    def counting(environ, start_response):
+        if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSQS.ReceiveMessage":
+            asked.append(time.monotonic())
+        return moto_app(environ, start_response)
+
+    app = storage.JournalingApp(counting, None)
+    sqs_auth = AUTH.replace("/dynamodb/", "/sqs/")
+
+    def sqs(operation: str, body: dict) -> dict:
+        response = Client(app).post("/", data=json.dumps(body), headers={
+            "X-Amz-Target": f"AmazonSQS.{operation}", "Authorization": sqs_auth,
+            "Content-Type": "application/x-amz-json-1.0"})
+        assert response.status_code == 200, response.data
+        return json.loads(response.data)
+
+    url = sqs("CreateQueue", {"QueueName": "long-poll-test"})["QueueUrl"]
+    try:
+        started = time.monotonic()
+        assert "Messages" not in sqs("ReceiveMessage", {"QueueUrl": url, "WaitTimeSeconds": 2})
+        assert time.monotonic() - started >= 1.9  # it did wait out its time
+        assert len(asked) <= 2 / storage.LONG_POLL_RECHECK_S + 2  # not a busy loop (50 ms polls: ~40)
+
+        asked.clear()
+        answer = {}
+        poll = threading.Thread(target=lambda: answer.update(
+            sqs("ReceiveMessage", {"QueueUrl": url, "WaitTimeSeconds": 20})))
+        poll.start()
+        while not asked:  # the poll has looked once and found nothing
+            time.sleep(0.01)
+        time.sleep(storage.LONG_POLL_RECHECK_S / 2)
+        sqs("SendMessage", {"QueueUrl": url, "MessageBody": "wake up"})
+        poll.join(timeout=10)
+        assert not poll.is_alive()
+        assert [m["Body"] for m in answer["Messages"]] == ["wake up"]
+        assert len(asked) <= 3  # the first look and the one the send woke (a recheck if the machine stalled)
+    finally:
+        sqs("DeleteQueue", {"QueueUrl": url})
