@@ -1,12 +1,15 @@
 """Decode + preprocess cost on one core: the sample images and a 4000x3000 JPEG.
 
-    PYTHONPATH=functions:. python bench/bench_preprocessing.py
+    PYTHONPATH=functions:. python bench/bench_preprocessing.py [--decode-side 224]
 
 Prints medians for `preprocess_bytes` beside the previous way (full-size
 decode, pad to square, resize), measured in the same run, and their ratio.
 Times are the thread's CPU time (`time.thread_time`), i.e. the cost on one core,
 so a machine shared with other jobs does not inflate them much (wall-clock
 medians are printed beside them).
+`--decode-side N` adds a row: the same canonical input from a decode at N px
+(`decode_image`'s `min_side`) instead of DECODE_SIDE, to see what a smaller
+decode would buy.
 Targets (issues 7 and 11): <= 3 ms median on the samples, <= 40 ms on a
 4000x3000 JPEG.
 """
@@ -28,7 +31,8 @@ from PIL import Image, ImageOps  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 
-from screening.preprocessing import MODEL_INPUT_SIZE, preprocess_bytes  # noqa: E402
+from screening.preprocessing import (  # noqa: E402
+    DECODE_SIDE, MODEL_INPUT_SIZE, canonical_input, decode_image, preprocess_bytes)
 
 
 def full_size_baseline(data: bytes) -> np.ndarray:
@@ -66,6 +70,12 @@ def camera_frame(sample: Path) -> bytes:
 
 
 def main() -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--decode-side", type=int, default=0,
+                        help=f"also time a decode at this many px (the product decodes at {DECODE_SIDE})")
+    args = parser.parse_args()
     samples = sorted((ROOT / "samples" / "acrima").glob("*/*.jpg"))
     sample_bytes = [p.read_bytes() for p in samples]
     frame = [camera_frame(samples[0])]
@@ -79,6 +89,11 @@ def main() -> int:
         verdict = "meets" if ours <= target else "MISSES"
         print(f"{name:16s} {ours:10.2f} ms ({ours_wall:7.2f} ms) {baseline:10.2f} ms ({baseline_wall:8.2f} ms) "
               f"{baseline / ours:6.1f}x  ({verdict} the {target:g} ms target)")
+        if args.decode_side:
+            side = args.decode_side
+            other, other_wall = median_ms(lambda d: canonical_input(decode_image(d, min_side=side)[0]),
+                                          payloads, repeats)
+            print(f"{'  decoded at ' + str(side):16s} {other:10.2f} ms ({other_wall:7.2f} ms)")
     return 0
 
 
