@@ -2,11 +2,12 @@
 and its mirror image) against one view, on the same folds, heads and features
 (training/crossval.py's folds: native width in 50-px bins).
 
-    ACRIMA_DIR=/path/to/acrima PYTHONPATH=functions:. python training/experiments/tta_cv.py [COPIES] [C]
+    ACRIMA_DIR=/path/to/acrima PYTHONPATH=functions:. python training/experiments/tta_cv.py [COPIES] [C,C,...]
 
 The production recipe per fold (head on clean + re-acquired features of 85 % of the training
 folds, Platt scaling and the threshold on the other 15 %); the mirror view's features come from
-the same inputs flipped left to right. Prints per fold and mean +- sd for both.
+the same inputs flipped left to right. Prints per fold and mean +- sd for both, for each C given.
+The features are cached in runs/tta_cv_banks_k<COPIES>.npz (a rerun with other C values reuses them).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from training.network import DEFAULT_BACKBONE_WEIGHTS, build_classifier  # noqa:
 from training.train import _image_width  # noqa: E402
 
 copies = int(sys.argv[1]) if len(sys.argv) > 1 else 6
-c = float(sys.argv[2]) if len(sys.argv) > 2 else 0.3
+c_values = [float(v) for v in (sys.argv[2] if len(sys.argv) > 2 else "0.3").split(",")]
+CACHE = Path(__file__).resolve().parents[2] / "runs" / f"tta_cv_banks_k{copies}.npz"
 SEED = 42
 
 
@@ -53,13 +55,26 @@ def logit(p: np.ndarray) -> np.ndarray:
 
 def main() -> int:
     splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
-    loaded = {name: data_mod.load_images(files) for name, files in splits.items()}
-    pooled = pooled_model(build_classifier(backbone_weights=DEFAULT_BACKBONE_WEIGHTS))
-    pairs = [banks(pooled, loaded[name], SEED + i) for i, name in enumerate(("train", "val", "test"))]
-    bank = np.concatenate([p for p, _ in pairs], axis=1)
-    mirror = np.concatenate([m for _, m in pairs], axis=1)
-    labels = np.concatenate([loaded[n].labels for n in ("train", "val", "test")]).astype(int)
-    widths = np.array([_image_width(p) for n in ("train", "val", "test") for p in loaded[n].paths])
+    order = ("train", "val", "test")
+    if CACHE.exists():
+        cached = np.load(CACHE)
+        bank, mirror, labels, widths = cached["bank"], cached["mirror"], cached["labels"], cached["widths"]
+    else:
+        loaded = {name: data_mod.load_images(splits[name]) for name in order}
+        pooled = pooled_model(build_classifier(backbone_weights=DEFAULT_BACKBONE_WEIGHTS))
+        pairs = [banks(pooled, loaded[name], SEED + i) for i, name in enumerate(order)]
+        bank = np.concatenate([p for p, _ in pairs], axis=1)
+        mirror = np.concatenate([m for _, m in pairs], axis=1)
+        labels = np.concatenate([loaded[n].labels for n in order]).astype(int)
+        widths = np.array([_image_width(p) for n in order for p in loaded[n].paths])
+        CACHE.parent.mkdir(exist_ok=True)
+        np.savez(CACHE, bank=bank, mirror=mirror, labels=labels, widths=widths)
+    for c in c_values:
+        cross_validate_both(bank, mirror, labels, widths, c)
+    return 0
+
+
+def cross_validate_both(bank, mirror, labels, widths, c: float) -> None:
     groups = acquisition_groups(widths)
     splitter = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=SEED)
     rows = {"one view": [], "mirror TTA": []}
@@ -68,16 +83,12 @@ def main() -> int:
                                             stratify=labels[train_idx])
         head = fit_head(bank[:, fit_idx].reshape(-1, bank.shape[-1]), np.tile(labels[fit_idx], len(bank)), c)
         head = platt_scaling(head, bank[0, cal_idx], labels[cal_idx])
-
-        def one(features: np.ndarray) -> np.ndarray:
-            return head.probabilities(features)
-
         for name in rows:
             def score(index, view):  # view 0 clean, 1.. re-acquired copies
-                p = one(bank[view, index])
+                p = head.probabilities(bank[view, index])
                 if name == "one view":
                     return p
-                return 1 / (1 + np.exp(-(logit(p) + logit(one(mirror[view, index]))) / 2))
+                return 1 / (1 + np.exp(-(logit(p) + logit(head.probabilities(mirror[view, index]))) / 2))
 
             cal_scores = np.concatenate([score(cal_idx, v) for v in range(len(bank))])
             threshold = choose_threshold(np.tile(labels[cal_idx], len(bank)), cal_scores)
@@ -92,13 +103,12 @@ def main() -> int:
                 "reacquired_delta_p_p95": float(np.percentile(np.abs(reacquired - clean), 95)),
             })
             r = rows[name][-1]
-            print(f"fold {k} {name:10s} AUC {r['roc_auc']:.3f} sens {r['sensitivity']:.3f} "
+            print(f"C {c:g} fold {k} {name:10s} AUC {r['roc_auc']:.3f} sens {r['sensitivity']:.3f} "
                   f"spec {r['specificity']:.3f} re-acquired AUC {r['reacquired_roc_auc']:.3f} "
                   f"p95 |dp| {r['reacquired_delta_p_p95']:.3f}", flush=True)
     for name, folds in rows.items():
-        print(name + ": " + ", ".join(f"{key} {np.mean([f[key] for f in folds]):.3f} +- "
-                                      f"{np.std([f[key] for f in folds], ddof=1):.3f}" for key in folds[0]))
-    return 0
+        print(f"C {c:g} {name}: " + ", ".join(f"{key} {np.mean([f[key] for f in folds]):.3f} +- "
+                                             f"{np.std([f[key] for f in folds], ddof=1):.3f}" for key in folds[0]))
 
 
 if __name__ == "__main__":
