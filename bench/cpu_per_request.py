@@ -1,6 +1,7 @@
 """CPU time one request costs, summed over every process of the local cloud (127.0.0.1 only).
 
     python bench/cpu_per_request.py [--requests 300] [--route predict | /status | "/predictions?limit=10"]
+    python bench/cpu_per_request.py --idle 10     # what an idle cloud costs: % of a core per process
 
 Starts a local cloud (one API worker, fresh state folder, always stopped), warms it up, then
 sends the requests one after another over one keep-alive connection and prints, from each
@@ -47,6 +48,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--route", default="predict", help='"predict" (POST /predict, the 12 samples in turn) or a GET path')
+    parser.add_argument("--idle", type=float, default=0,
+                        help="instead: seconds to watch an idle cloud (after 5 s to settle)")
     args = parser.parse_args()
 
     import requests
@@ -72,6 +75,16 @@ def main() -> int:
             for i in range(20):
                 send(i)
             pids = cloud.all_pids()
+            if args.idle:
+                time.sleep(5)
+                before = {pid: cpu_seconds(pid) for pid in pids}
+                time.sleep(args.idle)
+                idle: dict[str, float] = {}
+                for pid in pids:
+                    idle[role(pid)] = idle.get(role(pid), 0.0) + (cpu_seconds(pid) - before[pid]) / args.idle
+                print(f"RESULT idle for {args.idle:g} s: " + ", ".join(
+                    f"{name} {100 * share:.1f} %" for name, share in sorted(idle.items())) + " of a core")
+                return 0
             before = {pid: cpu_seconds(pid) for pid in pids}
             client_before = time.process_time()
             latencies = [send(i) for i in range(args.requests)]
