@@ -21,6 +21,9 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 20_000
 # Chrome logs every non-2xx fetch as a console error; these are the refusals the test provokes.
+# The job the page's button starts, cut to minutes' worth of seconds: the page's loop (start, follow,
+# show the gate's decision) is what this file tests; the full job is tests/functions/test_retraining_loop.py's.
+SMALL_JOB = {"hyperparameters": {"epochs": "3", "augmented_copies": "1", "invariance_variants": "grey"}}
 EXPECTED_RESOURCE_ERRORS = re.compile(r"^Failed to load resource: the server responded with a status of (400|404|415) ")
 
 
@@ -133,6 +136,13 @@ def test_a_retrain_can_be_started_and_its_decision_seen(page, web_cloud, api_ses
     page.click("#tab-data")
     probe = api_session.get(web_cloud.api_url + "/retrain/probe-job", timeout=10)
     routes_exist = probe.json().get("error") != "not_found"
+    sent = []
+
+    def small_job(route):  # the request the page sends, with the job's size cut down
+        sent.append(route.request.post_data_json)
+        route.continue_(post_data=json.dumps(SMALL_JOB))
+
+    page.route(re.compile(r".*/retrain\?.*"), small_job)
     page.click("#retrain-start")
     if not routes_exist:
         notice = page.locator("#retrain-job .notice")
@@ -143,6 +153,8 @@ def test_a_retrain_can_be_started_and_its_decision_seen(page, web_cloud, api_ses
         pytest.skip("POST /retrain and GET /retrain/{job} are not on this branch (issue 8): "
                     "checked only the page's clear 'not available' state")
     page.locator("#retrain-decision").wait_for(timeout=240_000)
+    page.unroute(re.compile(r".*/retrain\?.*"))
+    assert sent == [{}]  # the page asked for a job with the default hyperparameters
     assert page.locator("[data-job-status]").inner_text() in ("Completed", "Failed", "Stopped")
     page.screenshot(path=str(output_dir / "data-desktop.png"), full_page=True)
 
