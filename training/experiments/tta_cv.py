@@ -2,12 +2,13 @@
 and its mirror image) against one view, on the same folds, heads and features
 (training/crossval.py's folds: native width in 50-px bins).
 
-    ACRIMA_DIR=/path/to/acrima PYTHONPATH=functions:. python training/experiments/tta_cv.py [COPIES] [C,C,...]
+    ACRIMA_DIR=/path/to/acrima PYTHONPATH=functions:. python training/experiments/tta_cv.py [COPIES] [C,C,...] [mirror-head]
 
 The production recipe per fold (head on clean + re-acquired features of 85 % of the training
 folds, Platt scaling and the threshold on the other 15 %); the mirror view's features come from
 the same inputs flipped left to right. Prints per fold and mean +- sd for both, for each C given.
-The features are cached in runs/tta_cv_banks_k<COPIES>.npz (a rerun with other C values reuses them).
+With `mirror-head` the heads are fitted on the mirrored views' features too (twice the training
+rows, nothing more to serve). The features are cached in runs/tta_cv_banks_k<COPIES>.npz (a rerun with other C values reuses them).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from training.train import _image_width  # noqa: E402
 
 copies = int(sys.argv[1]) if len(sys.argv) > 1 else 6
 c_values = [float(v) for v in (sys.argv[2] if len(sys.argv) > 2 else "0.3").split(",")]
+MIRROR_HEAD = len(sys.argv) > 3 and sys.argv[3] == "mirror-head"
 CACHE = Path(__file__).resolve().parents[2] / "runs" / f"tta_cv_banks_k{copies}.npz"
 SEED = 42
 
@@ -81,7 +83,8 @@ def cross_validate_both(bank, mirror, labels, widths, c: float) -> None:
     for k, (train_idx, test_idx) in enumerate(splitter.split(bank[0], labels, groups)):
         fit_idx, cal_idx = train_test_split(train_idx, test_size=0.15, random_state=SEED + k,
                                             stratify=labels[train_idx])
-        head = fit_head(bank[:, fit_idx].reshape(-1, bank.shape[-1]), np.tile(labels[fit_idx], len(bank)), c)
+        fit_bank = np.concatenate([bank, mirror]) if MIRROR_HEAD else bank
+        head = fit_head(fit_bank[:, fit_idx].reshape(-1, bank.shape[-1]), np.tile(labels[fit_idx], len(fit_bank)), c)
         head = platt_scaling(head, bank[0, cal_idx], labels[cal_idx])
         for name in rows:
             def score(index, view):  # view 0 clean, 1.. re-acquired copies
