@@ -44,6 +44,14 @@ def role(pid: int) -> str:
     return "other"
 
 
+def cpu_by_role(pids: list[int], before: dict[int, float]) -> dict[str, float]:
+    """CPU seconds each role's processes spent since `before` (their counters then)."""
+    spent: dict[str, float] = {}
+    for pid in pids:
+        spent[role(pid)] = spent.get(role(pid), 0.0) + cpu_seconds(pid) - before[pid]
+    return spent
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300)
@@ -79,19 +87,15 @@ def main() -> int:
                 time.sleep(5)
                 before = {pid: cpu_seconds(pid) for pid in pids}
                 time.sleep(args.idle)
-                idle: dict[str, float] = {}
-                for pid in pids:
-                    idle[role(pid)] = idle.get(role(pid), 0.0) + (cpu_seconds(pid) - before[pid]) / args.idle
                 print(f"RESULT idle for {args.idle:g} s: " + ", ".join(
-                    f"{name} {100 * share:.1f} %" for name, share in sorted(idle.items())) + " of a core")
+                    f"{name} {100 * seconds / args.idle:.1f} %"
+                    for name, seconds in sorted(cpu_by_role(pids, before).items())) + " of a core")
                 return 0
             before = {pid: cpu_seconds(pid) for pid in pids}
             client_before = time.process_time()
             latencies = [send(i) for i in range(args.requests)]
             client = (time.process_time() - client_before) * 1000 / args.requests
-            by_role: dict[str, float] = {}
-            for pid in pids:
-                by_role[role(pid)] = by_role.get(role(pid), 0.0) + (cpu_seconds(pid) - before[pid]) * 1000 / args.requests
+            by_role = {name: seconds * 1000 / args.requests for name, seconds in cpu_by_role(pids, before).items()}
     name = "POST /predict" if args.route == "predict" else f"GET {args.route}"
     print(f"{name}, {args.requests} requests one after another: median {statistics.median(latencies) * 1000:.1f} ms")
     for key in ("API", "storage", "queue consumer", "other"):

@@ -15,11 +15,13 @@ clean and re-acquired (one random re-acquisition per copy in the bank).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from training.head import expected_calibration_error, fit_head, platt_scaling
+from training.head import LinearHead, expected_calibration_error, fit_head, platt_scaling
 from training.metrics import choose_threshold, classification_report
 
 WIDTH_BIN = 50
@@ -30,23 +32,34 @@ def acquisition_groups(widths: np.ndarray) -> np.ndarray:
 
 
 def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: float, folds: int = 5,
-                   seed: int = 42, min_sensitivity: float = 0.9) -> dict:
-    """bank: (1 + copies, N, D) features of every image, clean first."""
+                   seed: int = 42, min_sensitivity: float = 0.9, fit_bank: np.ndarray | None = None,
+                   view_scores: Callable[[LinearHead, int, np.ndarray], np.ndarray] | None = None) -> dict:
+    """bank: (1 + copies, N, D) features of every image, clean first.
+
+    For experiments (training/experiments/tta_cv.py): `fit_bank`, the rows the heads are fitted on
+    (default: bank); `view_scores(head, view, index)`, the probabilities of one view of the images
+    at `index` (default: the head on bank[view, index]), e.g. averaged with their mirror images'."""
     labels = np.asarray(labels).astype(int)
     groups = acquisition_groups(widths)
+    fit_bank = bank if fit_bank is None else fit_bank
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     per_fold = []
     for k, (train_idx, test_idx) in enumerate(splitter.split(bank[0], labels, groups)):
         fit_idx, cal_idx = train_test_split(train_idx, test_size=0.15, random_state=seed + k,
                                             stratify=labels[train_idx])
-        head = fit_head(bank[:, fit_idx].reshape(-1, bank.shape[-1]), np.tile(labels[fit_idx], len(bank)), c)
+        head = fit_head(fit_bank[:, fit_idx].reshape(-1, bank.shape[-1]),
+                        np.tile(labels[fit_idx], len(fit_bank)), c)
         head = platt_scaling(head, bank[0, cal_idx], labels[cal_idx])
+
+        def score(view: int, index: np.ndarray) -> np.ndarray:
+            return head.probabilities(bank[view, index]) if view_scores is None else view_scores(head, view, index)
+
         threshold = choose_threshold(np.tile(labels[cal_idx], len(bank)),
-                                     head.probabilities(bank[:, cal_idx].reshape(-1, bank.shape[-1])),
+                                     np.concatenate([score(view, cal_idx) for view in range(len(bank))]),
                                      min_sensitivity)
-        clean = head.probabilities(bank[0, test_idx])
+        clean = score(0, test_idx)
         figures = classification_report(labels[test_idx], clean, threshold)
-        reacquired = np.stack([head.probabilities(bank[j, test_idx]) for j in range(1, len(bank))])
+        reacquired = np.stack([score(j, test_idx) for j in range(1, len(bank))])
         reacquired_labels = np.tile(labels[test_idx], len(reacquired))
         per_fold.append({
             "fold": k, "n_test": int(len(test_idx)), "n_test_glaucoma": int(labels[test_idx].sum()),

@@ -25,9 +25,13 @@ from training.robustness import invariance_report
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
+def mean_over_mirror(p: np.ndarray, p_mirror: np.ndarray) -> np.ndarray:
+    """The probability of the mean logit of a view and of its mirror image."""
+    def logit(q: np.ndarray) -> np.ndarray:
+        q = np.clip(q, 1e-6, 1 - 1e-6)
+        return np.log(q / (1 - q))
+
+    return 1 / (1 + np.exp(-(logit(p) + logit(p_mirror)) / 2))
 
 
 def main() -> int:
@@ -39,8 +43,7 @@ def main() -> int:
         return model.probabilities_and_cams(inputs)[0]
 
     def mirrored(inputs: np.ndarray) -> np.ndarray:
-        both = (logit(one(inputs)) + logit(one(inputs[:, :, ::-1]))) / 2
-        return 1 / (1 + np.exp(-both))
+        return mean_over_mirror(one(inputs), one(inputs[:, :, ::-1]))
 
     val, test = splits["val"], splits["test"]
     val_inputs = np.stack([preprocess_bytes(Path(p).read_bytes())[0] for p in val.paths])

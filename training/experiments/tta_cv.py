@@ -20,16 +20,15 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split  # noqa: E402
 
 from training import data as data_mod  # noqa: E402
-from training.crossval import acquisition_groups  # noqa: E402
+from training.crossval import cross_validate  # noqa: E402
 from training.features import augmented_inputs, load_photos, pooled_model  # noqa: E402
-from training.head import fit_head, platt_scaling  # noqa: E402
-from training.metrics import choose_threshold, classification_report  # noqa: E402
 from training.network import DEFAULT_BACKBONE_WEIGHTS, build_classifier  # noqa: E402
 from training.train import _image_width  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tta import mean_over_mirror  # noqa: E402
 
 copies = int(sys.argv[1]) if len(sys.argv) > 1 else 6
 c_values = [float(v) for v in (sys.argv[2] if len(sys.argv) > 2 else "0.3").split(",")]
@@ -48,11 +47,6 @@ def banks(pooled, images: data_mod.LoadedImages, seed: int) -> tuple[np.ndarray,
         mirrored.append(pooled.predict(inputs[:, :, ::-1], batch_size=64, verbose=0))
         print(f"  {len(photos)} photographs: view {k + 1}/{copies + 1}", flush=True)
     return np.stack(plain), np.stack(mirrored)
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
 
 
 def main() -> int:
@@ -77,41 +71,19 @@ def main() -> int:
 
 
 def cross_validate_both(bank, mirror, labels, widths, c: float) -> None:
-    groups = acquisition_groups(widths)
-    splitter = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=SEED)
-    rows = {"one view": [], "mirror TTA": []}
-    for k, (train_idx, test_idx) in enumerate(splitter.split(bank[0], labels, groups)):
-        fit_idx, cal_idx = train_test_split(train_idx, test_size=0.15, random_state=SEED + k,
-                                            stratify=labels[train_idx])
-        fit_bank = np.concatenate([bank, mirror]) if MIRROR_HEAD else bank
-        head = fit_head(fit_bank[:, fit_idx].reshape(-1, bank.shape[-1]), np.tile(labels[fit_idx], len(fit_bank)), c)
-        head = platt_scaling(head, bank[0, cal_idx], labels[cal_idx])
-        for name in rows:
-            def score(index, view):  # view 0 clean, 1.. re-acquired copies
-                p = head.probabilities(bank[view, index])
-                if name == "one view":
-                    return p
-                return 1 / (1 + np.exp(-(logit(p) + logit(head.probabilities(mirror[view, index]))) / 2))
-
-            cal_scores = np.concatenate([score(cal_idx, v) for v in range(len(bank))])
-            threshold = choose_threshold(np.tile(labels[cal_idx], len(bank)), cal_scores)
-            clean = score(test_idx, 0)
-            figures = classification_report(labels[test_idx], clean, threshold)
-            reacquired = np.stack([score(test_idx, v) for v in range(1, len(bank))])
-            rows[name].append({
-                "roc_auc": figures["roc_auc"], "sensitivity": figures["sensitivity"],
-                "specificity": figures["specificity"],
-                "reacquired_roc_auc": float(roc_auc_score(np.tile(labels[test_idx], len(reacquired)),
-                                                          reacquired.ravel())),
-                "reacquired_delta_p_p95": float(np.percentile(np.abs(reacquired - clean), 95)),
-            })
-            r = rows[name][-1]
-            print(f"C {c:g} fold {k} {name:10s} AUC {r['roc_auc']:.3f} sens {r['sensitivity']:.3f} "
+    """training/crossval.py's folds and recipe, scored on one view and on the mean over the mirror."""
+    fit_bank = np.concatenate([bank, mirror]) if MIRROR_HEAD else bank
+    arms = {"one view": None,
+            "mirror TTA": lambda head, view, index: mean_over_mirror(head.probabilities(bank[view, index]),
+                                                                      head.probabilities(mirror[view, index]))}
+    for name, view_scores in arms.items():
+        result = cross_validate(bank, labels, widths, c, seed=SEED, fit_bank=fit_bank, view_scores=view_scores)
+        for r in result["folds"]:
+            print(f"C {c:g} fold {r['fold']} {name:10s} AUC {r['roc_auc']:.3f} sens {r['sensitivity']:.3f} "
                   f"spec {r['specificity']:.3f} re-acquired AUC {r['reacquired_roc_auc']:.3f} "
                   f"p95 |dp| {r['reacquired_delta_p_p95']:.3f}", flush=True)
-    for name, folds in rows.items():
-        print(f"C {c:g} {name}: " + ", ".join(f"{key} {np.mean([f[key] for f in folds]):.3f} +- "
-                                             f"{np.std([f[key] for f in folds], ddof=1):.3f}" for key in folds[0]))
+        print(f"C {c:g} {name}: " + ", ".join(f"{key} {value['mean']:.3f} +- {value['sd']:.3f}"
+                                             for key, value in result["summary"].items()))
 
 
 if __name__ == "__main__":
