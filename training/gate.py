@@ -215,9 +215,11 @@ def run_gate(model_dir: Path, champion_dir: Path | None, samples: list[Sample], 
                                    f"{s.site}/{s.path.name}" for s in samples)).encode()).hexdigest()[:16]},
             "challenger": challenger, "champion": champion}
     (model_dir / GATE_FILE).write_text(json.dumps(gate, indent=2) + "\n")
+    report = model_dir / "report" / "metrics.json"
     if report_dir is not None and (Path(report_dir) / "metrics.json").is_file():
-        (model_dir / "report").mkdir(exist_ok=True)
-        shutil.copy(Path(report_dir) / "metrics.json", model_dir / "report" / "metrics.json")
+        report.parent.mkdir(exist_ok=True)
+        if (Path(report_dir) / "metrics.json").resolve() != report.resolve():  # `make model`: the same file
+            shutil.copy(Path(report_dir) / "metrics.json", report)
 
     def number(value) -> float:
         return float("nan") if value is None else float(value)

@@ -83,3 +83,23 @@ def test_both_models_are_scored_by_the_serving_path_on_the_same_images(tmp_path,
     written = json.loads((challenger / "gate.json").read_text())
     assert written["reason"] == result["reason"]
     assert json.loads((challenger / "model.json").read_text())["class_names"] == ["normal", "glaucoma"]
+
+
+def test_the_report_travels_with_the_model_even_when_it_is_written_inside_it(tmp_path, sample_files):
+    """A job's report dir is elsewhere (copied into the model folder); `make model` writes it into
+    models/report itself, which must not fail the job after the model is written."""
+    challenger = tmp_path / "challenger"
+    (challenger / "report").mkdir(parents=True)
+    shutil.copy(MODELS / "glaucoma.tflite", challenger)
+    shutil.copy(MODELS / "model.json", challenger)
+    test = data_mod.LabelledFiles()
+    for label, name in enumerate(("normal", "glaucoma")):
+        test.add(sample_files[name][0], label)
+    samples = gate.evaluation_samples({"test": test}, gate.Uploads())
+    elsewhere = tmp_path / "output"
+    elsewhere.mkdir()
+    (elsewhere / "metrics.json").write_text('{"from": "the job"}')
+    for report_dir in (elsewhere, challenger / "report"):
+        gate.run_gate(challenger, None, samples, auc_margin=0.01, min_sensitivity=0.85, condition="glaucoma",
+                      class_names=("normal", "glaucoma"), report_dir=report_dir)
+        assert json.loads((challenger / "report" / "metrics.json").read_text()) == {"from": "the job"}
