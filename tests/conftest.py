@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,6 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples" / "acrima"
 MODELS = ROOT / "models"
+# the version serving must answer with: the bundled model card's
+BUNDLED_MODEL_VERSION = json.loads((MODELS / "model.json").read_text())["version"]
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,11 @@ Why this split: with the trunk frozen, the head (train.fit_head_on_features,
 the same recipe as train.fit_invariant_head) sees only the trunk's pooled
 multi-scale features, so the training split travels as the feature bank of its
 photographs and of `augmented_copies` re-acquired copies of each (float16,
-(1 + copies, N, D)); val (C, Platt scaling, the threshold, and its re-acquired
-copies) and test (the gate's base split) travel as JPEGs at the side the
-preprocessing and the re-acquisitions decode at (DECODE_SIDE).
+(1 + copies, N, D)), the bank of the same views mirrored left to right, and the
+photographs' native widths (the head's size balance); val
+(C, Platt scaling, the threshold, and its re-acquired copies) and test (the
+gate's base split) travel as JPEGs at the side the preprocessing and the
+re-acquisitions decode at (DECODE_SIDE).
 
 The features depend on the trunk, its input size and the preprocessing. When
 any of them changes, regenerate with one command:
@@ -42,7 +44,7 @@ BASE_SET_DIR = Path(__file__).resolve().parent / "base_set"
 JPEG_QUALITY = 85
 PROBES = 8  # val images whose features are stored too, to detect a changed trunk
 PROBE_TOLERANCE = 2e-2  # float16 storage
-FORMAT = 2  # 2: train features as a (1 + copies, N, D) bank of the invariant head's recipe
+FORMAT = 3  # 3: (1 + copies, N, D) train banks, as taken and mirrored, and the photographs' native widths
 IMAGE_SIDE = 448  # val/test JPEGs: screening.preprocessing.DECODE_SIDE, what re-acquisitions decode at
 
 
@@ -117,17 +119,23 @@ def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path)
     if copies < hp.augmented_copies:
         print(f"base set: {len(stored_bank) - 1} re-acquired copies stored; using {copies} "
               f"(asked {hp.augmented_copies}); `make base-set` stores more", flush=True)
-    train_bank = [stored_bank[:1 + copies].astype(np.float32)]
+    stored_views = [stored_bank[:1 + copies]]
+    if hp.mirror_views:  # photo_bank's layout: the views as taken, then mirrored
+        stored_views.append(stored["train_mirror_features"][:1 + copies])
+    train_bank = [np.concatenate(stored_views).astype(np.float32)]
     train_y = [stored["train_labels"].astype(np.int32)]
+    train_widths = [stored["train_widths"].astype(np.int64)]
     if "train" in loaded:  # the training uploads, with as many re-acquired copies as the base set's
-        train_bank.append(photo_bank(pooled, loaded["train"], copies, hp.seed))
+        train_bank.append(photo_bank(pooled, loaded["train"], copies, hp.seed, mirror=hp.mirror_views))
         train_y.append(loaded["train"].labels)
+        train_widths.append(data_mod.native_widths(loaded["train"].paths))
     train_bank, train_y = np.concatenate(train_bank, axis=1), np.concatenate(train_y)
     val = loaded["val"]
     val_bank = photo_bank(pooled, val, hp.augmented_copies, hp.seed + 1)
     print(f"base set: {stored_bank.shape[1]} stored photographs + {len(train_y) - stored_bank.shape[1]} "
           f"uploads, each with {copies} re-acquired copies; val {len(val.labels)}", flush=True)
-    history, extras = fit_head_on_features(model, train_bank, train_y, val_bank, val.labels, hp)
+    history, extras = fit_head_on_features(model, train_bank, train_y, val_bank, val.labels, hp,
+                                           np.concatenate(train_widths))
     if "train" not in loaded:  # evaluate_and_export reports the train split's size
         loaded["train"] = data_mod.LoadedImages(np.zeros((0, hp.image_size, hp.image_size, 3), np.float32),
                                                 np.zeros(0, np.int32), [], [])
@@ -139,6 +147,7 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
     from PIL import Image
 
     from screening.preprocessing import DECODE_SIDE
+    from training.features import split_mirror
     from training.sagemaker import Hyperparameters
     from training.train import photo_bank
 
@@ -170,14 +179,18 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
     _, pooled = _pooled_model(hp)
     train = data_mod.load_images(splits["train"], size=hp.image_size)
     counts["train"] = {name: int((train.labels == i).sum()) for i, name in enumerate(class_names)}
-    bank = photo_bank(pooled, train, augmented_copies, hp.seed)  # the seed train.train gives train
+    # the seed train.train gives train
+    bank, mirrored = split_mirror(photo_bank(pooled, train, augmented_copies, hp.seed, mirror=True), True)
     probe_files = sorted(str(p.relative_to(folder)) for p in (folder / "val").rglob("*.jpg"))[:PROBES]
     probes = data_mod.LabelledFiles()
     for name in probe_files:
         probes.add(folder / name, 0)
     probe_features = pooled.predict(data_mod.load_images(probes, size=hp.image_size).images, verbose=0)
     np.savez_compressed(features_path(condition, out), format=np.int8(FORMAT),
-                        train_features=bank.astype(np.float16), train_labels=train.labels.astype(np.int8),
+                        train_features=bank.astype(np.float16),
+                        train_mirror_features=mirrored.astype(np.float16),
+                        train_labels=train.labels.astype(np.int8),
+                        train_widths=data_mod.native_widths(train.paths).astype(np.int32),
                         probe_files=np.array(probe_files), probe_features=probe_features.astype(np.float16))
     from training.network import DEFAULT_BACKBONE_WEIGHTS
 

@@ -31,14 +31,27 @@ def acquisition_groups(widths: np.ndarray) -> np.ndarray:
     return np.asarray(widths) // WIDTH_BIN
 
 
+def size_balance_weights(widths: np.ndarray, labels: np.ndarray, power: float, bin_px: int) -> np.ndarray:
+    """A weight per image against the size shortcut (ACRIMA's glaucoma photographs are about twice
+    as large): count(width bin, label)^-power among these images, mean 1, so rare pairs (small
+    glaucoma, large normal photographs) count more. power 0: all 1."""
+    pairs = np.stack([np.asarray(widths) // bin_px, np.asarray(labels)], axis=1)
+    _, inverse, counts = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
+    weights = counts[inverse.ravel()].astype(float) ** -power
+    return weights / weights.mean()
+
+
 def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: float, folds: int = 5,
                    seed: int = 42, min_sensitivity: float = 0.9, fit_bank: np.ndarray | None = None,
-                   view_scores: Callable[[LinearHead, int, np.ndarray], np.ndarray] | None = None) -> dict:
+                   view_scores: Callable[[LinearHead, int, np.ndarray], np.ndarray] | None = None,
+                   fit_weights: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """bank: (1 + copies, N, D) features of every image, clean first.
 
     For experiments (training/experiments/tta_cv.py): `fit_bank`, the rows the heads are fitted on
     (default: bank); `view_scores(head, view, index)`, the probabilities of one view of the images
-    at `index` (default: the head on bank[view, index]), e.g. averaged with their mirror images'."""
+    at `index` (default: the head on bank[view, index]), e.g. averaged with their mirror images';
+    `fit_weights(index)`, a weight per image the head is fitted on (default: none;
+    training.train passes size_balance_weights)."""
     labels = np.asarray(labels).astype(int)
     groups = acquisition_groups(widths)
     fit_bank = bank if fit_bank is None else fit_bank
@@ -47,8 +60,9 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
     for k, (train_idx, test_idx) in enumerate(splitter.split(bank[0], labels, groups)):
         fit_idx, cal_idx = train_test_split(train_idx, test_size=0.15, random_state=seed + k,
                                             stratify=labels[train_idx])
+        weights = None if fit_weights is None else np.tile(fit_weights(fit_idx), len(fit_bank))
         head = fit_head(fit_bank[:, fit_idx].reshape(-1, bank.shape[-1]),
-                        np.tile(labels[fit_idx], len(fit_bank)), c)
+                        np.tile(labels[fit_idx], len(fit_bank)), c, sample_weight=weights)
         head = platt_scaling(head, bank[0, cal_idx], labels[cal_idx])
 
         def score(view: int, index: np.ndarray) -> np.ndarray:

@@ -152,3 +152,15 @@ def load_images(files: LabelledFiles, size: int = MODEL_INPUT_SIZE, workers: int
     if not images:
         raise DataLayoutError("no readable images were found")
     return LoadedImages(np.stack(images), np.asarray(labels, np.int32), paths, skipped)
+
+
+def native_widths(paths: list[Path]) -> np.ndarray:
+    """The photographs' pixel widths as stored: ACRIMA's proxy for the acquisition set-up
+    (crossval's groups, the head's size balance)."""
+    from PIL import Image
+
+    widths = []
+    for path in paths:
+        with Image.open(path) as image:
+            widths.append(image.width)
+    return np.array(widths, np.int64)

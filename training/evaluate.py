@@ -3,6 +3,7 @@
     python -m training.evaluate --model models --data path/to/other-hospital
     python -m training.evaluate --model runs/x/glaucoma.keras --data ... --threshold 0.4
     python -m training.evaluate --model models --data ... --variant colour_shift
+    python -m training.evaluate --model models --data samples/acrima --per-image
 
 `--model` is a model folder (glaucoma.tflite + model.json, run by LiteRT as in
 serving) or a .keras file. Prints the same metrics as training, as JSON, so a
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="decision threshold (default: the model card's)")
     parser.add_argument("--variant", choices=["as-is", *ALL_VARIANTS], default="as-is",
                         help="score a re-framed or re-acquired variant of the photographs (the invariance suite)")
+    parser.add_argument("--per-image", action="store_true",
+                        help="list each image's probability too (which of your photographs it gets wrong)")
     args = parser.parse_args(argv)
     loaded = load_images(list_labelled_folder(args.data))
     images = (loaded.images if args.variant == "as-is"
@@ -64,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     report["skipped"] = [{"file": str(p), "reason": r} for p, r in loaded.skipped]
     report["model"] = str(args.model)
     report["variant"] = args.variant
+    if args.per_image:
+        names = ("normal", "glaucoma")
+        report["images"] = [{"file": str(Path(path).relative_to(args.data)), "truth": names[int(label)],
+                             "probability": round(float(p), 3)}
+                            for path, label, p in zip(loaded.paths, loaded.labels, scores)]
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in report.items()}
     json.dump(clean, sys.stdout, indent=2)
     print()

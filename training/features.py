@@ -63,14 +63,27 @@ def augmented_inputs(photos: list[Image.Image], seed: int, size: int = MODEL_INP
 
 
 def feature_bank(pooled, photos: list[Image.Image], clean_inputs: np.ndarray, copies: int, seed: int,
-                 batch_size: int = 64, log=print) -> np.ndarray:
-    """(1 + copies, N, D): the clean features first, then one row per augmented copy."""
+                 batch_size: int = 64, log=print, mirror: bool = False) -> np.ndarray:
+    """(1 + copies, N, D): the clean features first, then one row per augmented copy. With `mirror`,
+    (2 * (1 + copies), N, D): those views, then the same views mirrored left to right, in the same
+    order (split_mirror() separates them)."""
     started = time.monotonic()
     size = clean_inputs.shape[1]
-    bank = [pooled.predict(clean_inputs, batch_size=batch_size, verbose=0)]
-    for c in range(copies):
-        inputs = augmented_inputs(photos, seed * 1000 + c, size)
-        bank.append(pooled.predict(inputs, batch_size=batch_size, verbose=0))
-        log(f"  features: copy {c + 1}/{copies} of {len(photos)} photographs "
-            f"({time.monotonic() - started:.0f} s)")
-    return np.stack(bank).astype(np.float32)
+    plain, mirrored = [], []
+    for c in range(copies + 1):
+        inputs = clean_inputs if c == 0 else augmented_inputs(photos, seed * 1000 + c - 1, size)
+        plain.append(pooled.predict(inputs, batch_size=batch_size, verbose=0))
+        if mirror:
+            mirrored.append(pooled.predict(inputs[:, :, ::-1], batch_size=batch_size, verbose=0))
+        if c:
+            log(f"  features: copy {c}/{copies} of {len(photos)} photographs "
+                f"({time.monotonic() - started:.0f} s)")
+    return np.stack(plain + mirrored).astype(np.float32)
+
+
+def split_mirror(bank: np.ndarray, mirror: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """feature_bank(..., mirror=True)'s rows -> (the views as taken, their mirror images)."""
+    if not mirror:
+        return bank, None
+    half = len(bank) // 2
+    return bank[:half], bank[half:]

@@ -33,22 +33,24 @@ class LinearHead:
         return LinearHead(self.weights * scale, self.bias * scale + shift)
 
 
-def fit_head(features: np.ndarray, labels: np.ndarray, c: float) -> LinearHead:
-    """L2-regularised logistic regression on standardised features, class-balanced."""
+def fit_head(features: np.ndarray, labels: np.ndarray, c: float,
+             sample_weight: np.ndarray | None = None) -> LinearHead:
+    """L2-regularised logistic regression on standardised features, class-balanced (times
+    `sample_weight`, a weight per row: crossval.size_balance_weights)."""
     x = np.asarray(features, np.float64)
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
-    model.fit((x - mean) / std, labels)
+    model.fit((x - mean) / std, labels, sample_weight=sample_weight)
     weights = model.coef_[0] / std
     return LinearHead(weights, float(model.intercept_[0] - weights @ mean))
 
 
 def select_c(train_x: np.ndarray, train_y: np.ndarray, val_sets: list[tuple[np.ndarray, np.ndarray]],
-             grid=C_GRID) -> tuple[float, dict[float, float]]:
+             grid=C_GRID, sample_weight: np.ndarray | None = None) -> tuple[float, dict[float, float]]:
     """The C whose head has the best mean AUC over the validation sets (clean and re-acquired)."""
     scores = {}
     for c in grid:
-        head = fit_head(train_x, train_y, c)
+        head = fit_head(train_x, train_y, c, sample_weight)
         scores[c] = float(np.mean([roc_auc_score(y, head.logits(x)) for x, y in val_sets]))
     return max(scores, key=scores.get), scores
 

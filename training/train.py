@@ -79,26 +79,37 @@ def train(hp: Hyperparameters, splits: dict, checkpoint_dir: Path):
 
 def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, dict]:
     """Frozen trunk: pooled features of every photograph and of `augmented_copies` random
-    re-acquisitions of it (framing, rotation, blur, resampling, JPEG, colour); an
+    re-acquisitions of it (framing, rotation, blur, resampling, JPEG, colour), and with
+    `mirror_views` of each of those mirrored left to right; an
     L2-regularised logistic head on them, its C chosen on val (clean and re-acquired),
     then Platt-scaled on val and written into the model's dense unit.
 
     With a test split and enough images, the same bank gives the grouped 5-fold
     cross-validation (training/crossval.py)."""
     from training import crossval
-    from training.features import pooled_model
+    from training.features import pooled_model, split_mirror
 
     pooled = pooled_model(model)
-    banks = {name: photo_bank(pooled, images, hp.augmented_copies, hp.seed + i)
+    banks = {name: photo_bank(pooled, images, hp.augmented_copies, hp.seed + i, mirror=hp.mirror_views)
              for i, (name, images) in enumerate(loaded.items())}
+    widths = {name: data_mod.native_widths(images.paths) for name, images in loaded.items()}
+    val_bank, _ = split_mirror(banks["val"], hp.mirror_views)
     history, extras = fit_head_on_features(model, banks["train"], loaded["train"].labels,
-                                           banks["val"], loaded["val"].labels, hp)
+                                           val_bank, loaded["val"].labels, hp, widths["train"])
     if "test" in banks and sum(len(b[0]) for b in banks.values()) >= 100:
-        bank = np.concatenate([banks[name] for name in ("train", "val", "test")], axis=1)
-        labels = np.concatenate([loaded[name].labels for name in ("train", "val", "test")])
-        widths = np.array([_image_width(p) for name in ("train", "val", "test") for p in loaded[name].paths])
-        extras["cross_validation"] = crossval.cross_validate(bank, labels, widths, extras["c"], seed=hp.seed,
-                                                             min_sensitivity=hp.min_sensitivity)
+        order = ("train", "val", "test")
+        fit_bank = np.concatenate([banks[name] for name in order], axis=1)
+        bank, _ = split_mirror(fit_bank, hp.mirror_views)
+        labels = np.concatenate([loaded[name].labels for name in order])
+        all_widths = np.concatenate([widths[name] for name in order])
+
+        def fit_weights(index: np.ndarray) -> np.ndarray:
+            return crossval.size_balance_weights(all_widths[index], labels[index], hp.size_balance,
+                                                 hp.size_balance_bin_px)
+
+        extras["cross_validation"] = crossval.cross_validate(bank, labels, all_widths, extras["c"], seed=hp.seed,
+                                                             min_sensitivity=hp.min_sensitivity,
+                                                             fit_bank=fit_bank, fit_weights=fit_weights)
         for key, value in extras["cross_validation"]["summary"].items():
             print(f"  5-fold grouped CV {key}: {value['mean']:.3f} +- {value['sd']:.3f}", flush=True)
     return history, extras
@@ -140,32 +151,43 @@ def fit_fine_tuned_top(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
     return history, extras
 
 
-def photo_bank(pooled, images: data_mod.LoadedImages, copies: int, seed: int) -> np.ndarray:
-    """(1 + copies, N, D) pooled features of the loaded photographs and their re-acquired copies."""
+def photo_bank(pooled, images: data_mod.LoadedImages, copies: int, seed: int,
+               mirror: bool = False) -> np.ndarray:
+    """(1 + copies, N, D) pooled features of the loaded photographs and their re-acquired copies
+    (with `mirror`, followed by the same views mirrored: features.feature_bank)."""
     from training.features import feature_bank, load_photos
 
     photos = load_photos(images.paths)
-    print(f"trunk features of {len(photos)} photographs and {copies} re-acquired copies", flush=True)
-    return feature_bank(pooled, photos, images.images, copies, seed)
+    print(f"trunk features of {len(photos)} photographs and {copies} re-acquired copies"
+          f"{' (and their mirror images)' if mirror else ''}", flush=True)
+    return feature_bank(pooled, photos, images.images, copies, seed, mirror=mirror)
 
 
 def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val_bank: np.ndarray,
-                         val_y: np.ndarray, hp: Hyperparameters) -> tuple[dict, dict]:
-    """The invariant head from feature banks (1 + copies, N, D): C chosen on val (clean and
-    re-acquired), Platt-scaled on clean val, written into `model`'s dense unit. Shared by the
-    image path (fit_invariant_head) and the base set's stored features (training/base_set.py)."""
+                         val_y: np.ndarray, hp: Hyperparameters,
+                         train_widths: np.ndarray | None = None) -> tuple[dict, dict]:
+    """The invariant head from feature banks (views, N, D): fitted on every view in train_bank
+    (mirrored ones included), C chosen on val (clean and re-acquired), Platt-scaled on clean val,
+    written into `model`'s dense unit; with `train_widths` (native pixel widths), each training
+    photograph weighted against the size shortcut (hp.size_balance). Shared by the image path
+    (fit_invariant_head) and the base set's stored features (training/base_set.py)."""
     from sklearn.metrics import log_loss, roc_auc_score
 
+    from training.crossval import size_balance_weights
     from training.head import fit_head, platt_scaling, select_c, write_into
 
     dims = train_bank.shape[-1]
     x = train_bank.reshape(-1, dims)
     y = np.tile(train_y, len(train_bank))
+    weights = None
+    if train_widths is not None and hp.size_balance:
+        weights = np.tile(size_balance_weights(train_widths, train_y, hp.size_balance, hp.size_balance_bin_px),
+                          len(train_bank))
     val_sets = [(val_bank[0], val_y)]
     if len(val_bank) > 1:
         val_sets.append((val_bank[1:].reshape(-1, dims), np.tile(val_y, len(val_bank) - 1)))
-    c, scores = select_c(x, y, val_sets)
-    head = platt_scaling(fit_head(x, y, c), val_bank[0], val_y)
+    c, scores = select_c(x, y, val_sets, sample_weight=weights)
+    head = platt_scaling(fit_head(x, y, c, weights), val_bank[0], val_y)
     write_into(model, head)
     metrics_mod.print_metric("epoch", 1)  # progress (issue 8): the head is fitted in one pass
     for name, (features, labels) in (("train", (x, y)), ("val", (val_bank[0], val_y))):
@@ -182,13 +204,6 @@ def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val
     extras = {"c": c, "val_pooled": (head.probabilities(val_bank.reshape(-1, dims)),
                                      np.tile(val_y, len(val_bank)))}
     return history, extras
-
-
-def _image_width(path: Path) -> int:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.width
 
 
 def _callbacks(hp: Hyperparameters, checkpoint: Path, patience: int) -> list:

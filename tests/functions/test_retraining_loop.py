@@ -23,12 +23,13 @@ import requests
 from PIL import Image, ImageOps
 
 from screening import resources
+from tests.conftest import BUNDLED_MODEL_VERSION
 
 # The base set's stored features (training/base_set/) plus the uploads, 1 re-acquired copy each.
 TINY = {"epochs": "3", "batch_size": "32", "augmented_copies": "1", "patience": "10",
         "upload_holdout_fraction": "0.5",
         "invariance_variants": "grey"}  # the report's suite cut to grey + colour shift: minutes off the test
-BUNDLED = "acrima-effl0-invariant-w224"  # models/model.json
+BUNDLED = BUNDLED_MODEL_VERSION
 SITE = "clinic-a"
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from localcloud.provision import provision
 from screening.resources import ResourceNames
+from tests.conftest import BUNDLED_MODEL_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,4 +83,4 @@ def test_handler_runs_in_a_venv_with_only_the_serving_requirements(tmp_path, sam
     assert out["tensorflow_installed"] is False and out["tensorflow_imported"] is False
     assert out["response"]["statusCode"] == 200
     body = json.loads(out["response"]["body"])
-    assert body["label"] == "glaucoma" and body["model_version"] == "acrima-effl0-invariant-w224"
+    assert body["label"] == "glaucoma" and body["model_version"] == BUNDLED_MODEL_VERSION

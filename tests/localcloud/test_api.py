@@ -10,6 +10,7 @@ import requests
 from PIL import Image
 
 from screening import resources
+from tests.conftest import BUNDLED_MODEL_VERSION
 
 CLEAR_GLAUCOMA = "glaucoma/Im353_g_ACRIMA.jpg"  # P = 0.99 (see samples/acrima/README.md)
 CLEAR_NORMAL = "normal/Im024_ACRIMA.jpg"  # P = 0.05
@@ -28,7 +29,7 @@ def test_predict_raw_body_returns_expected_label_and_stores_record(api, sample_d
     body = response.json()
     assert body["label"] == label
     assert {"id", "probability", "confidence", "threshold", "model_version", "latency_ms", "heatmap"} <= set(body)
-    assert body["model_version"] == "acrima-effl0-invariant-w224"
+    assert body["model_version"] == BUNDLED_MODEL_VERSION
     assert (body["probability"] >= body["threshold"]) == (label == "glaucoma")
     assert len(body["heatmap"]) == 14 and max(max(row) for row in body["heatmap"]) == 1.0
     stored = api.get(f"/predictions/{body['id']}")
@@ -96,7 +97,7 @@ def test_list_predictions_newest_first_and_by_label(api, sample_dir):
 def test_status_reports_model_counts_and_queues(api, sample_dir):
     api.post("/predict", data=image_bytes(sample_dir, CLEAR_GLAUCOMA), headers={"Content-Type": "image/jpeg"})
     body = api.get("/status").json()
-    assert body["model_version"] == "acrima-effl0-invariant-w224" and body["model_metrics"]["roc_auc"] >= 0.95
+    assert body["model_version"] == BUNDLED_MODEL_VERSION and body["model_metrics"]["roc_auc"] >= 0.95
     assert body["counts"]["glaucoma"] >= 1 and body["last_prediction_at"]
     assert isinstance(body["queue_depth"], int) and isinstance(body["dead_letter_depth"], int)
 

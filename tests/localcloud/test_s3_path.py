@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from screening.records import s3_record_id
+from tests.conftest import BUNDLED_MODEL_VERSION
 from tests.localcloud.conftest import wait_for
 
 
@@ -24,7 +25,7 @@ def test_dropped_image_has_its_record_within_two_seconds(cloud, table, sample_di
     assert item is not None and waited < 2.0, f"record after {waited:.2f} s"
     assert item["status"] == "ok" and item["label"] == "glaucoma"
     assert item["bucket"] == cloud.names.image_bucket and item["key"] == key
-    assert item["etag"] == etag.strip('"') and item["model_version"] == "acrima-effl0-invariant-w224"
+    assert item["etag"] == etag.strip('"') and item["model_version"] == BUNDLED_MODEL_VERSION
     assert {"probability", "threshold", "quality_flags", "latency_ms", "created_at", "received_at",
             "version_id", "expires_at"} <= set(item)
 

@@ -23,8 +23,12 @@ def test_the_base_set_travels_with_the_project():
     # (photograph + its re-acquired copies, photographs, multi-scale trunk channels), float16
     assert stored["train_features"].shape == (summary["augmented_copies"] + 1, n_train, summary["feature_dims"])
     assert stored["train_features"].dtype == np.float16 and int(stored["format"]) == base_set.FORMAT
+    assert stored["train_mirror_features"].shape == stored["train_features"].shape  # the same views mirrored
     assert stored["train_labels"].shape == (n_train,)
-    assert base_set.features_path("glaucoma").stat().st_size < 3_000_000
+    # native widths (the head's size balance): ACRIMA's glaucoma photographs are the larger ones
+    widths, labels = stored["train_widths"], stored["train_labels"]
+    assert widths.shape == (n_train,) and np.median(widths[labels == 1]) > 1.5 * np.median(widths[labels == 0])
+    assert base_set.features_path("glaucoma").stat().st_size < 4_000_000
     size = sum(p.stat().st_size for p in base_set.BASE_SET_DIR.rglob("*") if p.is_file())
     assert size < 8_000_000  # small enough for the repository and the training image
 

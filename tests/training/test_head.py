@@ -4,7 +4,7 @@ ECE, and cross-validation folds that keep acquisition groups apart."""
 import numpy as np
 import pytest
 
-from training.crossval import WIDTH_BIN, acquisition_groups, cross_validate
+from training.crossval import WIDTH_BIN, acquisition_groups, cross_validate, size_balance_weights
 from training.head import (LinearHead, expected_calibration_error, fit_head, platt_scaling,
                            reliability_table)
 
@@ -64,6 +64,31 @@ def test_head_written_into_the_model_gives_its_logits(sample_files):
     keras.backend.clear_session()
 
 
+def test_mirror_bank_holds_the_same_views_mirrored(sample_files):
+    """mirror_views: the head's extra rows are the trunk's features of exactly the views it already
+    sees, flipped left to right; the views as taken are unchanged by asking for them."""
+    import keras
+
+    from training.data import LabelledFiles, load_images
+    from training.features import feature_bank, load_photos, pooled_model, split_mirror
+    from training.network import build_classifier
+
+    files = LabelledFiles()
+    for p in sample_files["normal"][:2] + sample_files["glaucoma"][:2]:
+        files.add(p, 0)
+    images = load_images(files, size=96)
+    pooled = pooled_model(build_classifier(input_size=96, dropout=0.0))
+    photos = load_photos(images.paths)
+    plain_only = feature_bank(pooled, photos, images.images, 1, seed=3, log=lambda _: None)
+    both = feature_bank(pooled, photos, images.images, 1, seed=3, log=lambda _: None, mirror=True)
+    plain, mirrored = split_mirror(both, True)
+    assert both.shape == (4, 4, plain_only.shape[-1])
+    assert np.allclose(plain, plain_only, atol=1e-5)
+    assert np.allclose(mirrored[0], pooled.predict(images.images[:, :, ::-1], verbose=0), atol=1e-5)
+    assert not np.allclose(mirrored, plain, atol=1e-3)  # a fundus photograph is not symmetric
+    keras.backend.clear_session()
+
+
 def test_cross_validation_keeps_width_groups_apart():
     x, y = synthetic(n=300, seed=4, shift=3.0)
     rng = np.random.default_rng(5)
@@ -77,3 +102,32 @@ def test_cross_validation_keeps_width_groups_apart():
             assert not seen[i] & seen[j]  # a width bin lies in one test fold only
     assert set().union(*seen) == {int(g) * WIDTH_BIN for g in acquisition_groups(widths)}
     assert result["summary"]["roc_auc"]["mean"] > 0.85 and result["summary"]["roc_auc"]["sd"] >= 0
+
+
+def test_size_balance_weights_count_rare_size_label_pairs_more():
+    widths = np.array([300, 320, 350, 310, 900, 950, 920, 330])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])  # one small glaucoma photograph among big ones
+    w = size_balance_weights(widths, labels, power=1.0, bin_px=200)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[7] == pytest.approx(4 * w[0]) and w[7] == pytest.approx(3 * w[4])
+    assert np.allclose(size_balance_weights(widths, labels, power=0.0, bin_px=200), 1.0)
+
+
+def test_size_balance_makes_the_head_lean_less_on_a_size_cue():
+    """A feature that tracks image size (and so, in training, the label) against a weaker true
+    signal: balancing label within size bins shrinks the head's weight on the size cue."""
+    rng = np.random.default_rng(7)
+    n = 2000
+    labels = rng.integers(0, 2, n)
+    large = np.where(rng.random(n) < 0.85, labels, 1 - labels)  # glaucoma photographs mostly large
+    widths = np.where(large == 1, rng.integers(800, 1400, n), rng.integers(250, 650, n))
+    signal = labels + rng.normal(scale=1.0, size=n)
+    size_cue = large + rng.normal(scale=0.3, size=n)
+    x = np.stack([signal, size_cue], axis=1)
+
+    def reliance(power: float) -> float:
+        head = fit_head(x, labels, c=1.0, sample_weight=size_balance_weights(widths, labels, power, 200))
+        weights = head.weights * x.std(axis=0)
+        return abs(weights[1]) / abs(weights[0])
+
+    assert reliance(0.5) < 0.8 * reliance(0.0) and reliance(1.0) < reliance(0.5)

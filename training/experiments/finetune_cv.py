@@ -31,7 +31,6 @@ from training.features import load_photos  # noqa: E402
 from training.head import LinearHead, expected_calibration_error, fit_head, platt_scaling, write_into  # noqa: E402
 from training.metrics import choose_threshold, classification_report  # noqa: E402
 from training.network import OUTPUT_LAYER, build_classifier  # noqa: E402
-from training.train import _image_width  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from finetune_top import cached_activation_bank  # noqa: E402
@@ -57,7 +56,7 @@ for i, name in enumerate(("train", "val", "test")):
     paths += loaded.paths
 acts = np.concatenate(acts, axis=1)
 labels = np.concatenate(labels).astype(int)
-widths = np.array([_image_width(p) for p in paths])
+widths = data_mod.native_widths(paths)
 groups = acquisition_groups(widths)
 frozen_bank = finetune.pooled_from_activations(upper, acts)
 initial = [w.copy() for w in model.get_weights()]

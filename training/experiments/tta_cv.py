@@ -23,9 +23,8 @@ import numpy as np  # noqa: E402
 
 from training import data as data_mod  # noqa: E402
 from training.crossval import cross_validate  # noqa: E402
-from training.features import augmented_inputs, load_photos, pooled_model  # noqa: E402
+from training.features import feature_bank, load_photos, pooled_model, split_mirror  # noqa: E402
 from training.network import DEFAULT_BACKBONE_WEIGHTS, build_classifier  # noqa: E402
-from training.train import _image_width  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tta import mean_over_mirror  # noqa: E402
@@ -39,14 +38,8 @@ SEED = 42
 
 def banks(pooled, images: data_mod.LoadedImages, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(1 + copies, N, D) features of the inputs and of the same inputs mirrored."""
-    photos = load_photos(images.paths)
-    plain, mirrored = [], []
-    for k in range(copies + 1):
-        inputs = images.images if k == 0 else augmented_inputs(photos, seed * 1000 + k - 1)
-        plain.append(pooled.predict(inputs, batch_size=64, verbose=0))
-        mirrored.append(pooled.predict(inputs[:, :, ::-1], batch_size=64, verbose=0))
-        print(f"  {len(photos)} photographs: view {k + 1}/{copies + 1}", flush=True)
-    return np.stack(plain), np.stack(mirrored)
+    both = feature_bank(pooled, load_photos(images.paths), images.images, copies, seed, mirror=True)
+    return split_mirror(both, True)
 
 
 def main() -> int:
@@ -62,7 +55,7 @@ def main() -> int:
         bank = np.concatenate([p for p, _ in pairs], axis=1)
         mirror = np.concatenate([m for _, m in pairs], axis=1)
         labels = np.concatenate([loaded[n].labels for n in order]).astype(int)
-        widths = np.array([_image_width(p) for n in order for p in loaded[n].paths])
+        widths = data_mod.native_widths([p for n in order for p in loaded[n].paths])
         CACHE.parent.mkdir(exist_ok=True)
         np.savez(CACHE, bank=bank, mirror=mirror, labels=labels, widths=widths)
     for c in c_values:
