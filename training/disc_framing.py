@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from sklearn.metrics import roc_auc_score
 
 from screening.disc import gaussian_blurs
 from screening.preprocessing import LUMA_WEIGHTS
@@ -57,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--acrima", type=Path, required=True)
     parser.add_argument("--csdi", type=Path, required=True)
     args = parser.parse_args(argv)
-    acrima = [blob_diameter(Image.open(args.acrima / r["path"]))
-              for r in csv.DictReader((args.acrima / "splits.csv").open())]
+    rows = list(csv.DictReader((args.acrima / "splits.csv").open()))
+    acrima = [blob_diameter(Image.open(args.acrima / r["path"])) for r in rows]
+    glaucoma = np.array([r["label"] in ("1", "glaucoma") for r in rows])
     calibration = []
     for r in read_csdi(args.csdi):
         if r["optic_disc_visible"] != "yes":
@@ -71,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     factor = float(np.median(calibration))
     result = {"acrima_blob_to_side_median": float(np.median(acrima)),
               "acrima_blob_to_side_iqr": [float(v) for v in np.percentile(acrima, [25, 75])],
+              # is the framing scale a label shortcut? (the native width is: AUC 0.87)
+              "acrima_blob_to_side_median_by_label": {
+                  "normal": float(np.median(np.array(acrima)[~glaucoma])),
+                  "glaucoma": float(np.median(np.array(acrima)[glaucoma]))},
+              "acrima_blob_to_side_auc_for_glaucoma": float(roc_auc_score(glaucoma, acrima)),
               "csdi_blob_to_expert_box_median": factor,
               "disc_to_crop": float(np.median(acrima) / factor), "n_acrima": len(acrima),
               "n_csdi": len(calibration)}
