@@ -131,3 +131,37 @@ def test_size_balance_makes_the_head_lean_less_on_a_size_cue():
         return abs(weights[1]) / abs(weights[0])
 
     assert reliance(0.5) < 0.8 * reliance(0.0) and reliance(1.0) < reliance(0.5)
+
+
+def test_the_training_recipe_applies_the_size_balance_only_when_asked():
+    """training.train.fit_head_on_features: --size-balance reaches the fitted head (given the
+    photographs' widths); 0 (the default) leaves the head as it was."""
+    import keras
+
+    from training.network import OUTPUT_LAYER, build_classifier
+    from training.sagemaker import Hyperparameters
+    from training.train import fit_head_on_features
+
+    model = build_classifier(input_size=96, dropout=0.0)
+    dims = model.get_layer(OUTPUT_LAYER).get_weights()[0].shape[0]
+    rng = np.random.default_rng(3)
+    n = 240
+    labels = rng.integers(0, 2, n)
+    large = np.where(rng.random(n) < 0.85, labels, 1 - labels)
+    widths = np.where(large == 1, rng.integers(800, 1400, n), rng.integers(250, 650, n))
+    bank = rng.normal(size=(2, n, dims))
+    bank[..., 0] += labels
+    bank[..., 1] += 2 * large
+    val = rng.normal(size=(2, 60, dims))
+    val_y = rng.integers(0, 2, 60)
+    val[..., 0] += val_y
+
+    def dense_weights(hp, train_widths):
+        fit_head_on_features(model, bank, labels, val, val_y, hp, train_widths)
+        return model.get_layer(OUTPUT_LAYER).get_weights()[0][:, 0].copy()
+
+    plain = dense_weights(Hyperparameters(), widths)
+    assert np.allclose(dense_weights(Hyperparameters(), None), plain)
+    balanced = dense_weights(Hyperparameters(size_balance=1.0), widths)
+    assert abs(balanced[1] / balanced[0]) < 0.8 * abs(plain[1] / plain[0])  # less weight on the size cue
+    keras.backend.clear_session()
