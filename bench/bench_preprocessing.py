@@ -9,7 +9,7 @@ so a machine shared with other jobs does not inflate them much (wall-clock
 medians are printed beside them).
 `--decode-side N` adds a row: the same canonical input from a decode at N px
 (`decode_image`'s `min_side`) instead of DECODE_SIDE, to see what a smaller
-decode would buy.
+decode would buy, and for how many images it changes the model input.
 Targets (issues 7 and 11): <= 3 ms median on the samples, <= 40 ms on a
 4000x3000 JPEG.
 """
@@ -93,7 +93,12 @@ def main() -> int:
             side = args.decode_side
             other, other_wall = median_ms(lambda d: canonical_input(decode_image(d, min_side=side)[0]),
                                           payloads, repeats)
-            print(f"{'  decoded at ' + str(side):16s} {other:10.2f} ms ({other_wall:7.2f} ms)")
+            changed = [float(np.abs(canonical_input(decode_image(d, min_side=side)[0])
+                                    - preprocess_bytes(d)[0]).mean()) for d in payloads]
+            moved = [c for c in changed if c > 0]
+            print(f"{'  decoded at ' + str(side):16s} {other:10.2f} ms ({other_wall:7.2f} ms)   "
+                  f"model input differs for {len(moved)} of {len(payloads)}"
+                  + (f" (mean |dx| {statistics.mean(moved):.4f} on [0, 1])" if moved else ""))
     return 0
 
 
