@@ -107,9 +107,9 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
             return crossval.size_balance_weights(all_widths[index], labels[index], hp.size_balance,
                                                  hp.size_balance_bin_px)
 
-        extras["cross_validation"] = crossval.cross_validate(bank, labels, all_widths, extras["c"], seed=hp.seed,
-                                                             min_sensitivity=hp.min_sensitivity,
-                                                             fit_bank=fit_bank, fit_weights=fit_weights)
+        extras["cross_validation"] = crossval.cross_validate(
+            bank, labels, all_widths, extras["c"], seed=hp.seed, min_sensitivity=hp.min_sensitivity,
+            fit_bank=fit_bank, fit_weights=fit_weights if hp.size_balance else None)
         for key, value in extras["cross_validation"]["summary"].items():
             print(f"  5-fold grouped CV {key}: {value['mean']:.3f} +- {value['sd']:.3f}", flush=True)
     return history, extras

@@ -16,13 +16,14 @@ import numpy as np
 
 from training.crossval import cross_validate
 
-CACHE = Path(__file__).resolve().parents[2] / "runs" / "tta_cv_banks_k6.npz"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tta_cv import cache_path  # noqa: E402
 SUBSETS = {"blocks 4+7+10": slice(0, 232), "blocks 7+10": slice(40, 232), "block 10": slice(120, 232)}
 
 
 def main() -> int:
     c = float(sys.argv[1]) if len(sys.argv) > 1 else 0.3
-    cached = np.load(CACHE)
+    cached = np.load(cache_path())
     for name, channels in SUBSETS.items():
         bank, mirror = cached["bank"][..., channels], cached["mirror"][..., channels]
         result = cross_validate(bank, cached["labels"], cached["widths"], c, seed=42,

@@ -19,14 +19,15 @@ import numpy as np
 
 from training.crossval import cross_validate, size_balance_weights
 
-CACHE = Path(__file__).resolve().parents[2] / "runs" / "tta_cv_banks_k6.npz"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tta_cv import cache_path  # noqa: E402
 
 
 def main() -> int:
     powers = [float(v) for v in (sys.argv[1] if len(sys.argv) > 1 else "0,0.5,1").split(",")]
     bin_px = int(sys.argv[2]) if len(sys.argv) > 2 else 200
     c = float(sys.argv[3]) if len(sys.argv) > 3 else 0.1
-    cached = np.load(CACHE)
+    cached = np.load(cache_path())
     bank, labels, widths = cached["bank"], cached["labels"], cached["widths"]
     fit_bank = np.concatenate([bank, cached["mirror"]])
     for power in powers:

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from screening.inference import GlaucomaModel
-from screening.preprocessing import preprocess_bytes
 from training import data as data_mod
 from training.metrics import choose_threshold, classification_report
 from training.robustness import invariance_report
@@ -46,8 +45,7 @@ def main() -> int:
         return mean_over_mirror(one(inputs), one(inputs[:, :, ::-1]))
 
     val, test = splits["val"], splits["test"]
-    val_inputs = np.stack([preprocess_bytes(Path(p).read_bytes())[0] for p in val.paths])
-    test_inputs = np.stack([preprocess_bytes(Path(p).read_bytes())[0] for p in test.paths])
+    val_inputs, test_inputs = data_mod.load_images(val).images, data_mod.load_images(test).images
     summary = {}
     for name, predict in (("one view", one), ("mean over mirror", mirrored)):
         val_scores, test_scores = predict(val_inputs), predict(test_inputs)

@@ -29,43 +29,48 @@ from training.network import DEFAULT_BACKBONE_WEIGHTS, build_classifier  # noqa:
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tta import mean_over_mirror  # noqa: E402
 
-copies = int(sys.argv[1]) if len(sys.argv) > 1 else 6
-c_values = [float(v) for v in (sys.argv[2] if len(sys.argv) > 2 else "0.3").split(",")]
-MIRROR_HEAD = len(sys.argv) > 3 and sys.argv[3] == "mirror-head"
-CACHE = Path(__file__).resolve().parents[2] / "runs" / f"tta_cv_banks_k{copies}.npz"
 SEED = 42
 
 
-def banks(pooled, images: data_mod.LoadedImages, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def cache_path(copies: int = 6) -> Path:
+    """Where the features of all 705 images (as taken and mirrored) are kept between runs."""
+    return Path(__file__).resolve().parents[2] / "runs" / f"tta_cv_banks_k{copies}.npz"
+
+
+def banks(pooled, images: data_mod.LoadedImages, copies: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(1 + copies, N, D) features of the inputs and of the same inputs mirrored."""
     both = feature_bank(pooled, load_photos(images.paths), images.images, copies, seed, mirror=True)
     return split_mirror(both, True)
 
 
 def main() -> int:
+    copies = int(sys.argv[1]) if len(sys.argv) > 1 else 6
+    c_values = [float(v) for v in (sys.argv[2] if len(sys.argv) > 2 else "0.3").split(",")]
+    mirror_head = len(sys.argv) > 3 and sys.argv[3] == "mirror-head"
     splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
     order = ("train", "val", "test")
-    if CACHE.exists():
-        cached = np.load(CACHE)
+    cache = cache_path(copies)
+    if cache.exists():
+        cached = np.load(cache)
         bank, mirror, labels, widths = cached["bank"], cached["mirror"], cached["labels"], cached["widths"]
     else:
         loaded = {name: data_mod.load_images(splits[name]) for name in order}
         pooled = pooled_model(build_classifier(backbone_weights=DEFAULT_BACKBONE_WEIGHTS))
-        pairs = [banks(pooled, loaded[name], SEED + i) for i, name in enumerate(order)]
+        pairs = [banks(pooled, loaded[name], copies, SEED + i) for i, name in enumerate(order)]
         bank = np.concatenate([p for p, _ in pairs], axis=1)
         mirror = np.concatenate([m for _, m in pairs], axis=1)
         labels = np.concatenate([loaded[n].labels for n in order]).astype(int)
         widths = data_mod.native_widths([p for n in order for p in loaded[n].paths])
-        CACHE.parent.mkdir(exist_ok=True)
-        np.savez(CACHE, bank=bank, mirror=mirror, labels=labels, widths=widths)
+        cache.parent.mkdir(exist_ok=True)
+        np.savez(cache, bank=bank, mirror=mirror, labels=labels, widths=widths)
     for c in c_values:
-        cross_validate_both(bank, mirror, labels, widths, c)
+        cross_validate_both(bank, mirror, labels, widths, c, mirror_head)
     return 0
 
 
-def cross_validate_both(bank, mirror, labels, widths, c: float) -> None:
+def cross_validate_both(bank, mirror, labels, widths, c: float, mirror_head: bool) -> None:
     """training/crossval.py's folds and recipe, scored on one view and on the mean over the mirror."""
-    fit_bank = np.concatenate([bank, mirror]) if MIRROR_HEAD else bank
+    fit_bank = np.concatenate([bank, mirror]) if mirror_head else bank
     arms = {"one view": None,
             "mirror TTA": lambda head, view, index: mean_over_mirror(head.probabilities(bank[view, index]),
                                                                       head.probabilities(mirror[view, index]))}
