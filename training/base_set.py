@@ -13,8 +13,8 @@ photographs and of `augmented_copies` re-acquired copies of each (float16,
 (1 + copies, N, D)), the bank of the same views mirrored left to right, and the
 photographs' native widths (the head's size balance); val
 (C, Platt scaling, the threshold, and its re-acquired copies) and test (the
-gate's base split) travel as JPEGs at the side the preprocessing and the
-re-acquisitions decode at (DECODE_SIDE).
+gate's base split) travel as JPEGs at the side the re-acquisitions decode at
+(DETAIL_DECODE_SIDE, twice the preprocessing's DECODE_SIDE).
 
 The features depend on the trunk, its input size and the preprocessing. When
 any of them changes, regenerate with one command:
@@ -45,7 +45,7 @@ JPEG_QUALITY = 85
 PROBES = 8  # val images whose features are stored too, to detect a changed trunk
 PROBE_TOLERANCE = 2e-2  # float16 storage
 FORMAT = 3  # 3: (1 + copies, N, D) train banks, as taken and mirrored, and the photographs' native widths
-IMAGE_SIDE = 448  # val/test JPEGs: screening.preprocessing.DECODE_SIDE, what re-acquisitions decode at
+IMAGE_SIDE = 448  # val/test JPEGs: screening.preprocessing.DETAIL_DECODE_SIDE, what re-acquisitions decode at
 
 
 def features_path(condition: str, root: Path = BASE_SET_DIR) -> Path:
@@ -164,7 +164,7 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
         for path, label in zip(splits[split].paths, splits[split].labels):
             with Image.open(path) as original:
                 image = original.convert("RGB")
-            # kept at the resolution the preprocessing and the re-acquisitions decode at
+            # kept at the resolution the re-acquisitions decode at
             image.thumbnail((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.BICUBIC)
             target = folder / split / class_names[label] / f"{path.stem}.jpg"
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=Path("models") / CONDITION)
     parser.add_argument("--alpha", type=float, default=10.0, help="ridge penalty (chosen by CV: 1/10/100/1000)")
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--model-version", default="csdi-effl0-ridge-v1")
+    parser.add_argument("--model-version", default="csdi-effl0-ridge-v2")
     args = parser.parse_args(argv)
     started = time.time()
     rows = read_csdi(args.data)

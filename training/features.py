@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from screening.preprocessing import (DECODE_SIDE, MODEL_INPUT_SIZE, ImageRejected, canonical_input,
+from screening.preprocessing import (DETAIL_DECODE_SIDE, MODEL_INPUT_SIZE, ImageRejected, canonical_input,
                                      decode_image)
 from training.acquisition import random_acquisition
 
 # Photographs for augmentation are decoded with at least this shorter side, enough for
 # every augmentation (crops to 75 %, zoom) to still pass the working resolution.
-AUGMENT_DECODE_SIDE = DECODE_SIDE
+AUGMENT_DECODE_SIDE = DETAIL_DECODE_SIDE
 
 
 def load_photos(paths: list[Path], workers: int = 2) -> list[Image.Image | str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from screening import disc, quality
-from screening.preprocessing import ImageInfo, ImageRejected, decode_image, to_model_input
+from screening.preprocessing import DETAIL_DECODE_SIDE, ImageInfo, ImageRejected, decode_image, to_model_input
 
 FRAMING_REJECTIONS = frozenset({"not_square_crop", "not_disc_crop"})
 # a full field never fills the frame; blur is what a cataract looks like, the thing the model measures
@@ -44,7 +44,7 @@ def frame(tensor: np.ndarray, info: ImageInfo, data: bytes, framing: str, size: 
             raise ImageRejected(report.rejection, report.message)
         return Framed(tensor, report.flags, {"cropped": False})
     quality.gate(tensor, info, waived=FRAMING_REJECTIONS)  # every other check still applies
-    image, _ = decode_image(data, max_pixels=max_pixels, max_bytes=max_bytes)
+    image, _ = decode_image(data, max_pixels=max_pixels, max_bytes=max_bytes, min_side=DETAIL_DECODE_SIDE)
     locator = locator or disc.default_locator()
     try:
         found = locator.locate(image)

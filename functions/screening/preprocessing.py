@@ -45,7 +45,13 @@ MAX_ASPECT_RATIO = 8.0
 # black border is not.
 BLACK_LEVEL = 24
 CONTENT_FRACTION = 0.02  # a row/column is content when this share of its pixels is
-DECODE_SIDE = 2 * WORKING_SIZE  # decode at least this many pixels on the shorter side
+# Decode at least this many pixels on the shorter side. libjpeg's scaled IDCT is itself a
+# low-pass, so decoding at the working resolution (not twice it) feeds the shrink the same
+# bandwidth for less work (`bench/bench_preprocessing.py --decode-side 448` times both).
+DECODE_SIDE = WORKING_SIZE
+# Where more pixels than the model input are cut from a decode (the disc crop of a full-field
+# photograph, training's simulated re-acquisitions): decode at twice the working resolution.
+DETAIL_DECODE_SIDE = 2 * WORKING_SIZE
 CORNER_FRACTION = 0.2  # corner squares of the content box measured for `corner_lit`
 
 

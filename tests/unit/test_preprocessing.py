@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from screening.preprocessing import (MAX_ASPECT_RATIO, MODEL_INPUT_SIZE, ImageRejected, canonical_input,
-                                     circle_mask, content_box, decode_image, preprocess_bytes,
-                                     to_model_input)
+from screening.preprocessing import (DECODE_SIDE, DETAIL_DECODE_SIDE, MAX_ASPECT_RATIO, MODEL_INPUT_SIZE,
+                                     WORKING_SIZE, ImageRejected, canonical_input, circle_mask,
+                                     content_box, decode_image, preprocess_bytes, to_model_input)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -172,6 +172,17 @@ def test_a_camera_frame_is_decoded_at_reduced_size(tmp_path):
     Image.effect_noise((4000, 3000), 40).convert("RGB").save(path, "JPEG", quality=90)
     assert child_peak_rss_kb(path, "full") > 30_000  # the measurement sees a full decode
     assert child_peak_rss_kb(path, "reduced") < 8_000
+
+
+def test_the_model_input_is_decoded_at_the_working_resolution_and_a_disc_crop_at_twice_it(fundus):
+    """A 1600x1200 JPEG: DCT scaling to 1/4 (300 px) feeds the 224-px shrink; the disc crop of a
+    full-field photograph (framing.py) and training's re-acquisitions cut pixels out first, so they
+    decode at 1/2 (600 px)."""
+    data = encode(fundus.resize((1600, 1200)), "JPEG", quality=90)
+    assert DECODE_SIDE == WORKING_SIZE and DETAIL_DECODE_SIDE == 2 * WORKING_SIZE
+    assert decode_image(data)[0].size == (400, 300)
+    assert decode_image(data, min_side=DETAIL_DECODE_SIDE)[0].size == (800, 600)
+    assert decode_image(data, min_side=None)[0].size == (1600, 1200)
 
 
 def truncated_jpeg(fundus) -> bytes:
