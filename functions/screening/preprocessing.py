@@ -22,6 +22,7 @@ taken, only the retina in it. So every image is
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -228,10 +229,12 @@ def canonical_input(image: Image.Image, size: int = MODEL_INPUT_SIZE,
     return _canonical(image, size, working_size)[0]
 
 
-def _canonical(image: Image.Image, size: int, working_size: int
+def _canonical(image: Image.Image, size: int, working_size: int,
+               content: tuple[tuple[int, int, int, int] | None, np.ndarray] | None = None
                ) -> tuple[np.ndarray, tuple[int, int, int, int], float]:
-    """canonical_input, with the content box and its corners' lit share (for the quality gate)."""
-    box, bright = _content(image)
+    """canonical_input, with the content box and its corners' lit share (for the quality gate).
+    `content`: `_content(image)` when the caller has it already."""
+    box, bright = content or _content(image)
     if box is None:
         raise ImageRejected("blank_image", "The image has no content: it is black or nearly so.")
     image = image.crop(box)
@@ -268,7 +271,17 @@ def preprocess_bytes(
 ) -> tuple[np.ndarray, ImageInfo]:
     """Bytes in, (size, size, 3) float32 in [0, 1] out: the model's input contract."""
     image, info = decode_image(data, max_pixels=max_pixels, max_bytes=max_bytes)
-    tensor, (left, top, right, bottom), corner_lit = _canonical(image, size, WORKING_SIZE)
+    content = _content(image)
+    box = content[0]
+    decoded_side = max(box[2] - box[0], box[3] - box[1]) if box else WORKING_SIZE
+    if decoded_side < WORKING_SIZE and image.width * image.height < info.width * info.height:
+        # A photograph small in a large frame (a crop pasted on a camera-sized canvas): the reduced
+        # decode left its content below the working resolution. Decode again with the content at
+        # least at the working resolution, so that the frame does not blur the photograph.
+        min_side = math.ceil(DECODE_SIDE * WORKING_SIZE / max(1, decoded_side))
+        image, info = decode_image(data, max_pixels=max_pixels, max_bytes=max_bytes, min_side=min_side)
+        content = _content(image)
+    tensor, (left, top, right, bottom), corner_lit = _canonical(image, size, WORKING_SIZE, content)
     scale_x, scale_y = info.width / image.width, info.height / image.height  # decoded at reduced size
     if (image.width > image.height) != (info.width > info.height):  # EXIF turned it
         scale_x, scale_y = info.height / image.width, info.width / image.height

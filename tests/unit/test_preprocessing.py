@@ -14,6 +14,7 @@ from PIL import Image
 from screening.preprocessing import (DECODE_SIDE, DETAIL_DECODE_SIDE, MAX_ASPECT_RATIO, MODEL_INPUT_SIZE,
                                      WORKING_SIZE, ImageRejected, canonical_input, circle_mask,
                                      content_box, decode_image, preprocess_bytes, to_model_input)
+from screening.quality import measure
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -183,6 +184,24 @@ def test_the_model_input_is_decoded_at_the_working_resolution_and_a_disc_crop_at
     assert decode_image(data)[0].size == (400, 300)
     assert decode_image(data, min_side=DETAIL_DECODE_SIDE)[0].size == (800, 600)
     assert decode_image(data, min_side=None)[0].size == (1600, 1200)
+
+
+@pytest.mark.parametrize("name", ["normal/Im004_ACRIMA.jpg", "normal/Im034_ACRIMA.jpg",
+                                  "glaucoma/Im342_g_ACRIMA.jpg"])
+def test_a_photograph_pasted_small_on_a_camera_sized_canvas_keeps_its_detail(name):
+    """The decode is reduced by the frame's size, not the photograph's: a 406-px crop pasted on a
+    4000x3000 black canvas came out of a 448-px decode 101 px wide (of a 224-px one, 51 px) and
+    reached the model upscaled, with 0.46-0.78 of its fine detail. Such content is decoded again,
+    large enough (the quality gate's `detail`: the high-pass the `blurred` check reads)."""
+    photo = Image.open(ROOT / "samples" / "acrima" / name).convert("RGB")
+    canvas = Image.new("RGB", (4000, 3000))
+    canvas.paste(photo, ((4000 - photo.width) // 2, (3000 - photo.height) // 2))
+    alone, alone_info = preprocess_bytes((ROOT / "samples" / "acrima" / name).read_bytes())
+    framed, info = preprocess_bytes(encode(canvas, "JPEG", quality=95))
+    assert abs(info.content_width - photo.width) <= 8  # the record still speaks in the upload's pixels
+    detail_kept = measure(framed, info)["detail"] / measure(alone, alone_info)["detail"]
+    assert detail_kept > 0.85
+    assert float(np.abs(framed - alone).mean()) < 0.004
 
 
 def truncated_jpeg(fundus) -> bytes:
