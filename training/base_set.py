@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from screening.preprocessing import DETAIL_DECODE_SIDE
 from training import data as data_mod
 
 BASE_SET_DIR = Path(__file__).resolve().parent / "base_set"
@@ -45,7 +46,7 @@ JPEG_QUALITY = 85
 PROBES = 8  # val images whose features are stored too, to detect a changed trunk
 PROBE_TOLERANCE = 2e-2  # float16 storage
 FORMAT = 3  # 3: (1 + copies, N, D) train banks, as taken and mirrored, and the photographs' native widths
-IMAGE_SIDE = 448  # val/test JPEGs: screening.preprocessing.DETAIL_DECODE_SIDE, what re-acquisitions decode at
+IMAGE_SIDE = DETAIL_DECODE_SIDE  # val/test JPEGs: the side re-acquisitions decode at (448)
 
 
 def features_path(condition: str, root: Path = BASE_SET_DIR) -> Path:

@@ -278,7 +278,7 @@ def preprocess_bytes(
         # A photograph small in a large frame (a crop pasted on a camera-sized canvas): the reduced
         # decode left its content below the working resolution. Decode again with the content at
         # least at the working resolution, so that the frame does not blur the photograph.
-        min_side = math.ceil(DECODE_SIDE * WORKING_SIZE / max(1, decoded_side))
+        min_side = math.ceil(DECODE_SIDE * WORKING_SIZE / decoded_side)  # a box is at least 1 px
         image, info = decode_image(data, max_pixels=max_pixels, max_bytes=max_bytes, min_side=min_side)
         content = _content(image)
     tensor, (left, top, right, bottom), corner_lit = _canonical(image, size, WORKING_SIZE, content)
