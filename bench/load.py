@@ -2,6 +2,9 @@
 
     python bench/load.py [--users 100] [--seconds 60] [--api-workers N] [--wait 0.05,0.2]
 
+`--wait` overrides the locustfile's pacing (1-2 s between a user's requests); 0.05,0.2 is
+the stress profile, where 100 users offer more than two cores serve.
+
 The cloud gets a fresh state folder of its own (removed afterwards); locust runs
 as a child process; whatever happens (Ctrl-C included), both are stopped. Prints
 locust's summary, then one line: requests/s, POST /predict p50/p95/p99 and failures.
@@ -25,7 +28,8 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--api-workers", type=int, default=0, help="default: one per core")
-    parser.add_argument("--wait", default="0.05,0.2", help="MIN,MAX seconds each user waits between requests")
+    parser.add_argument("--wait", default="", help="MIN,MAX seconds each user waits between requests "
+                        "(default: the locustfile's, 1,2)")
     args = parser.parse_args()
 
     from localcloud.cloud import LocalCloud
@@ -33,12 +37,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="localcloud-load-") as state:
         with LocalCloud(state_dir=Path(state), api_workers=args.api_workers) as cloud:
             print(f"local cloud: {cloud.api_url}, {cloud.api_workers} API workers; "
-                  f"locust: {args.users} users for {args.seconds} s, waiting {args.wait} s", flush=True)
+                  f"locust: {args.users} users for {args.seconds} s, waiting {args.wait or '1,2'} s", flush=True)
             prefix = Path(state) / "locust"
             command = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"),
                        "--headless", "-u", str(args.users), "-r", str(args.users), "-t", f"{args.seconds}s",
                        "--host", cloud.api_url, "--only-summary", "--csv", str(prefix)]
-            env = {**os.environ, "LOCUST_API_KEY": cloud.api_key, "LOCUST_WAIT": args.wait}
+            env = {**os.environ, "LOCUST_API_KEY": cloud.api_key}
+            if args.wait:
+                env["LOCUST_WAIT"] = args.wait
             process = subprocess.Popen(command, env=env, cwd=ROOT)
             try:
                 code = process.wait(timeout=args.seconds + 120)
