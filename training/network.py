@@ -60,13 +60,48 @@ def _relu6(name: str) -> layers.Layer:
     return layers.ReLU(max_value=6.0, name=name)
 
 
-def photometric_normalisation(x: keras.KerasTensor) -> keras.KerasTensor:
-    """RGB in [0, 1] -> one grey channel with zero mean and unit variance per image."""
+def photometric_normalisation(x: keras.KerasTensor, local_contrast_sigma: float = 0.0) -> keras.KerasTensor:
+    """RGB in [0, 1] -> one grey channel with zero mean and unit variance per image; with
+    `local_contrast_sigma` (px of the input), each pixel first relative to its neighbourhood."""
     grey = layers.Conv2D(1, 1, use_bias=False, trainable=False, name="grey_level",
                          kernel_initializer=keras.initializers.Constant(
                              np.array(LUMA_WEIGHTS, np.float32).reshape(1, 1, 3, 1)))(x)
+    if local_contrast_sigma > 0:
+        grey = local_contrast_normalisation(grey, local_contrast_sigma)
     return layers.LayerNormalization(axis=[1, 2, 3], center=False, scale=False,
                                      epsilon=1e-4, name="per_image_standardisation")(grey)
+
+
+LOCAL_CONTRAST_POOL = 8  # the local statistics are smooth: computed on a grid 8x coarser, then upsampled
+LOCAL_CONTRAST_LIT = 0.03  # grey level above which a pixel is fundus (the circle mask and padding are 0)
+LOCAL_CONTRAST_MIN_STD = 0.02  # floor of the local standard deviation: flat regions are not amplified
+
+
+def local_contrast_normalisation(grey: keras.KerasTensor, sigma: float) -> keras.KerasTensor:
+    """(grey - local mean) / local std over the lit fundus only (Gaussian window of `sigma` px,
+    normalised by the lit share so the black surround does not pull the rim's statistics), 0
+    outside it: illumination falloff, vignetting and exposure differ between cameras, the
+    disc's local structure does not. Standard layers and ops only, so LiteRT runs it."""
+    from keras import ops
+
+    lit = ops.cast(ops.greater(grey, LOCAL_CONTRAST_LIT), "float32")
+    moments = layers.Concatenate(name="local_contrast_moments")([grey * lit, grey * grey * lit, lit])
+    coarse = layers.AveragePooling2D(LOCAL_CONTRAST_POOL, name="local_contrast_pool")(moments)
+    small_sigma = sigma / LOCAL_CONTRAST_POOL
+    radius = max(1, int(round(3 * small_sigma)))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / small_sigma) ** 2).astype(np.float32)
+    taps /= taps.sum()
+    for name, shape in (("rows", (2 * radius + 1, 1)), ("cols", (1, 2 * radius + 1))):
+        kernel = np.tile(taps.reshape(shape + (1, 1)), (1, 1, 3, 1))
+        coarse = layers.DepthwiseConv2D(shape, padding="same", use_bias=False, trainable=False,
+                                        depthwise_initializer=keras.initializers.Constant(kernel),
+                                        name=f"local_contrast_blur_{name}")(coarse)
+    smooth = layers.UpSampling2D(LOCAL_CONTRAST_POOL, interpolation="bilinear",
+                                 name="local_contrast_upsample")(coarse)
+    weight = smooth[..., 2:3] + 1e-6
+    mean = smooth[..., 0:1] / weight
+    variance = ops.maximum(smooth[..., 1:2] / weight - mean * mean, 0.0)
+    return lit * (grey - mean) / ops.sqrt(variance + LOCAL_CONTRAST_MIN_STD ** 2)
 
 
 def efficientnet_lite0_trunk(x: keras.KerasTensor, num_blocks: int = TRUNK_BLOCKS,
@@ -118,10 +153,11 @@ def build_classifier(
     trunk_blocks: int = TRUNK_BLOCKS,
     fine_tune_from_block: int = TRUNK_BLOCKS,
     feature_blocks: tuple[int, ...] = FEATURE_BLOCKS,
+    local_contrast_sigma: float = 0.0,
 ) -> keras.Model:
     """The full classifier: [0,1] RGB (N, S, S, 3) -> P(glaucoma) (N, 1)."""
     inputs = keras.Input((input_size, input_size, 3), name="image")
-    x = photometric_normalisation(inputs)
+    x = photometric_normalisation(inputs, local_contrast_sigma)
     taps: dict = {}
     x = efficientnet_lite0_trunk(x, num_blocks=trunk_blocks, taps=taps)
     blocks = tuple(b for b in feature_blocks if b < trunk_blocks) or (trunk_blocks - 1,)

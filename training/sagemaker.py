@@ -49,6 +49,9 @@ class Hyperparameters:
     # AUC 0.934 +- 0.051 (0.930 +- 0.063 without) but a slightly worse invariance suite (card rows 20-21)
     size_balance: float = 0.0
     size_balance_bin_px: int = 200
+    # > 0: in-graph local contrast normalisation of the grey level before the trunk, Gaussian window
+    # of this many px at 224 (training/network.py)
+    local_contrast_sigma: float = 0.0
     seed: int = 42
     image_size: int = 224
     dropout: float = 0.2

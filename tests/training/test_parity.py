@@ -65,14 +65,16 @@ def test_keras_and_tflite_agree_on_real_images(real_images):
     assert np.allclose(1 / (1 + np.exp(-logits)), tflite_probabilities, atol=1e-4)
 
 
-def test_freshly_exported_tflite_matches_its_keras_model(tmp_path, real_images):
-    """The export path itself, on a small untrained model (not just the committed files)."""
+@pytest.mark.parametrize("local_contrast_sigma", [0.0, 24.0])
+def test_freshly_exported_tflite_matches_its_keras_model(tmp_path, real_images, local_contrast_sigma):
+    """The export path itself, on a small untrained model (not just the committed files), with and
+    without the optional local contrast normalisation (its ops must run in LiteRT too)."""
     import json
 
     from training.export import export_tflite
     from training.network import build_classifier
 
-    model = build_classifier(input_size=224, dropout=0.0)
+    model = build_classifier(input_size=224, dropout=0.0, local_contrast_sigma=local_contrast_sigma)
     export_tflite(model, tmp_path / "glaucoma.tflite")
     (tmp_path / "model.json").write_text(json.dumps({"version": "t", "threshold": 0.5, "input_size": 224}))
     served, _ = GlaucomaModel(tmp_path).probabilities_and_cams(real_images[:4])
