@@ -202,3 +202,51 @@ def test_a_long_poll_sleeps_until_a_send_wakes_it():
         assert len(asked) <= 3  # the first look and the one the send woke (a recheck if the machine stalled)
     finally:
         sqs("DeleteQueue", {"QueueUrl": url})
+
+
+def test_a_queue_backlog_costs_a_receive_one_look_at_each_message():
+    """With 400 messages waiting, a receive of 10 looks at each message's visibility about once
+    (moto alone: ~30 times, rebuilding the queue's attributes for every message it hands out), so
+    a backlog on the S3 path no longer slows every request that queues behind the storage lock."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from moto.sqs.models import Message
+
+    def looks_per_message_in_one_receive(patched: bool) -> float:
+        if patched:
+            storage.patch_moto()
+        app = storage.JournalingApp(DomainDispatcherApplication(create_backend_app), None)
+        sqs_auth = AUTH.replace("/dynamodb/", "/sqs/")
+
+        def sqs(operation: str, body: dict) -> dict:
+            response = Client(app).post("/", data=json.dumps(body), headers={
+                "X-Amz-Target": f"AmazonSQS.{operation}", "Authorization": sqs_auth,
+                "Content-Type": "application/x-amz-json-1.0"})
+            assert response.status_code == 200, response.data
+            return json.loads(response.data)
+
+        url = sqs("CreateQueue", {"QueueName": f"backlog-test-{patched}"})["QueueUrl"]
+        try:
+            for start in range(0, 400, 10):
+                sqs("SendMessageBatch", {"QueueUrl": url, "Entries": [
+                    {"Id": str(i), "MessageBody": f"m{i}"} for i in range(start, start + 10)]})
+            looks = []
+            visible = Message.visible
+
+            def counting_visible(self):
+                looks.append(1)
+                return visible.fget(self)
+
+            Message.visible = property(counting_visible)
+            try:
+                received = sqs("ReceiveMessage", {"QueueUrl": url, "MaxNumberOfMessages": 10})["Messages"]
+            finally:
+                Message.visible = visible
+            assert len(received) == 10
+            return len(looks) / 400
+        finally:
+            sqs("DeleteQueue", {"QueueUrl": url})
+            if patched:
+                storage.unpatch_moto()
+
+    assert looks_per_message_in_one_receive(patched=False) > 10  # the defect, as moto has it
+    assert looks_per_message_in_one_receive(patched=True) <= 1.1
