@@ -4,9 +4,10 @@
 
 Prints, every --report-every predictions, the total RSS of all the local cloud's
 processes (storage, API master and workers, consumer) and the POST /predict median
-of about the last --report-every (a trend, not noise, shows as a climb); at the end the POST /predict
-median over the first and the last 1,000 (and their ratio: target <= 1.5x), the
-final RSS (target < 1.5 GB), and a restart with every record back (target < 5 s).
+of about the last --report-every (a trend, not noise, shows as a climb); at the end
+the POST /predict median over the first and the last 1,000 (and their ratio: target
+<= 1.5x), the final RSS (target < 1.5 GB), and a restart with every record back
+(target < 5 s).
 """
 
 from __future__ import annotations

@@ -464,7 +464,7 @@ def _patch_sqs_backlog_costs() -> None:
     consumer drains it) a receive of 10 cost 30 passes over the backlog, under the lock every
     request shares: the soak's POST /predict median climbed from 88 to 131 ms over 18,000
     predictions. Now the retention period is read directly and the clock is time.time() (what
-    moto computes, without the datetime arithmetic): one pass a receive, as cheap as it gets."""
+    moto computes, without the datetime arithmetic): one pass over the queue a receive."""
     import moto.sqs.models as sqs_models
 
     seconds, millis = sqs_models.unix_time, sqs_models.unix_time_millis

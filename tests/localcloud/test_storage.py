@@ -54,6 +54,20 @@ def item(i: int, at: str, label: str | None = "normal") -> dict:
     return attrs
 
 
+def sqs_client(app):
+    """SQS's JSON protocol against a WSGI app: operation, body -> the answer (HTTP 200 asserted)."""
+    sqs_auth = AUTH.replace("/dynamodb/", "/sqs/")
+
+    def sqs(operation: str, body: dict) -> dict:
+        response = Client(app).post("/", data=json.dumps(body), headers={
+            "X-Amz-Target": f"AmazonSQS.{operation}", "Authorization": sqs_auth,
+            "Content-Type": "application/x-amz-json-1.0"})
+        assert response.status_code == 200, response.data
+        return json.loads(response.data)
+
+    return sqs
+
+
 def all_pages(call, index: str, hash_attr: str, value: str, forward: bool, limit: int) -> list[str]:
     ids, start = [], None
     while True:
@@ -170,15 +184,7 @@ def test_a_long_poll_sleeps_until_a_send_wakes_it():
             asked.append(time.monotonic())
         return moto_app(environ, start_response)
 
-    app = storage.JournalingApp(counting, None)
-    sqs_auth = AUTH.replace("/dynamodb/", "/sqs/")
-
-    def sqs(operation: str, body: dict) -> dict:
-        response = Client(app).post("/", data=json.dumps(body), headers={
-            "X-Amz-Target": f"AmazonSQS.{operation}", "Authorization": sqs_auth,
-            "Content-Type": "application/x-amz-json-1.0"})
-        assert response.status_code == 200, response.data
-        return json.loads(response.data)
+    sqs = sqs_client(storage.JournalingApp(counting, None))
 
     url = sqs("CreateQueue", {"QueueName": "long-poll-test"})["QueueUrl"]
     try:
@@ -214,15 +220,7 @@ def test_a_queue_backlog_costs_a_receive_one_look_at_each_message():
     def looks_per_message_in_one_receive(patched: bool) -> float:
         if patched:
             storage.patch_moto()
-        app = storage.JournalingApp(DomainDispatcherApplication(create_backend_app), None)
-        sqs_auth = AUTH.replace("/dynamodb/", "/sqs/")
-
-        def sqs(operation: str, body: dict) -> dict:
-            response = Client(app).post("/", data=json.dumps(body), headers={
-                "X-Amz-Target": f"AmazonSQS.{operation}", "Authorization": sqs_auth,
-                "Content-Type": "application/x-amz-json-1.0"})
-            assert response.status_code == 200, response.data
-            return json.loads(response.data)
+        sqs = sqs_client(storage.JournalingApp(DomainDispatcherApplication(create_backend_app), None))
 
         url = sqs("CreateQueue", {"QueueName": f"backlog-test-{patched}"})["QueueUrl"]
         try:
