@@ -29,15 +29,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--api-workers", type=int, default=0, help="default: one per core")
     parser.add_argument("--wait", default="", help="MIN,MAX seconds each user waits between requests "
-                        "(default: the locustfile's, 1,2)")
+                        "(default: the locustfile's)")
     args = parser.parse_args()
 
     from localcloud.cloud import LocalCloud
 
+    pacing = f"{args.wait} s" if args.wait else "as the locustfile paces them"
     with tempfile.TemporaryDirectory(prefix="localcloud-load-") as state:
         with LocalCloud(state_dir=Path(state), api_workers=args.api_workers) as cloud:
             print(f"local cloud: {cloud.api_url}, {cloud.api_workers} API workers; "
-                  f"locust: {args.users} users for {args.seconds} s, waiting {args.wait or '1,2'} s", flush=True)
+                  f"locust: {args.users} users for {args.seconds} s, waiting {pacing}", flush=True)
             prefix = Path(state) / "locust"
             command = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"),
                        "--headless", "-u", str(args.users), "-r", str(args.users), "-t", f"{args.seconds}s",

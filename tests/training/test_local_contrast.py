@@ -1,6 +1,7 @@
 """The optional in-graph local contrast normalisation (`--local-contrast-sigma`, model card row 26):
 what it is for is that uneven illumination across the photograph no longer reaches the trunk."""
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +12,19 @@ from screening.preprocessing import preprocess_bytes
 SAMPLES = sorted((Path(__file__).resolve().parents[2] / "samples" / "acrima").glob("*/*.jpg"))
 
 
-def normalised(images: np.ndarray, sigma: float) -> np.ndarray:
+@lru_cache(maxsize=None)
+def normaliser(size: int, sigma: float):
+    """The classifier's photometric normalisation alone: what the trunk is fed."""
     import keras
 
-    from training.network import build_classifier
+    from training.network import photometric_normalisation
 
-    model = build_classifier(input_size=images.shape[1], dropout=0.0, backbone_weights=None,
-                             local_contrast_sigma=sigma)
-    grey = keras.Model(model.inputs, model.get_layer("per_image_standardisation").output)
-    return grey.predict(images, verbose=0)[..., 0]
+    inputs = keras.Input((size, size, 3))
+    return keras.Model(inputs, photometric_normalisation(inputs, sigma))
+
+
+def normalised(images: np.ndarray, sigma: float) -> np.ndarray:
+    return normaliser(images.shape[1], sigma).predict(images, verbose=0)[..., 0]
 
 
 @pytest.fixture(scope="module")
