@@ -172,6 +172,46 @@ def _inside_rim(size: int) -> np.ndarray:
     return inside
 
 
+QUANTILE_SAMPLE_STRIDE = 16  # every 16th value guesses where the wanted order statistics lie
+QUANTILE_SAMPLE_MARGIN = 64  # sample ranks either side of the guess: the bracket holds them almost always
+
+
+def quantile(values: np.ndarray, q: float) -> float:
+    """np.percentile(values, 100 q) to the bit (its 'linear' rule), without partitioning every value.
+
+    Selecting an order statistic among all of an image's pixels cost 0.3-0.5 ms each; a strided
+    sample brackets the two order statistics the rule needs, and only the values inside the
+    bracket are partitioned. If the bracket misses either, the whole array is (same answer)."""
+    values = np.asarray(values).ravel()
+    position = (values.size - 1) * q
+    lo = int(math.floor(position))
+    a, b = _order_statistics(values, lo, min(lo + 1, values.size - 1))
+    t = position - lo
+    difference = b - a
+    return float(b - difference * (1 - t) if t >= 0.5 else a + difference * t)
+
+
+def median(values: np.ndarray) -> float:
+    """np.median(values) to the bit (the mean of the middle two for an even count), as quantile()."""
+    values = np.asarray(values).ravel()
+    middle = values.size // 2
+    pair = _order_statistics(values, middle - 1 + values.size % 2, middle)
+    return float(np.mean(np.array(pair, values.dtype)))
+
+
+def _order_statistics(values: np.ndarray, lo: int, hi: int) -> tuple:
+    """The lo-th and hi-th smallest of values (lo <= hi), partitioning only a bracket around them."""
+    sample = np.sort(values[::QUANTILE_SAMPLE_STRIDE])
+    floor_value = sample[max(0, lo // QUANTILE_SAMPLE_STRIDE - QUANTILE_SAMPLE_MARGIN)]
+    ceiling_value = sample[min(sample.size - 1, hi // QUANTILE_SAMPLE_STRIDE + QUANTILE_SAMPLE_MARGIN)]
+    below = int(np.count_nonzero(values < floor_value))
+    window = values[(values >= floor_value) & (values <= ceiling_value)]
+    if not (below <= lo and hi < below + window.size):
+        window, below = values, 0
+    a, b = np.partition(window, [lo - below, hi - below])[[lo - below, hi - below]]
+    return a, b
+
+
 def fundus_mask(rgb: np.ndarray) -> np.ndarray:
     """Lit fundus pixels: any channel above FUNDUS_LEVEL (the surround and padding are black)."""
     brightest = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])  # faster than max(axis=2)
@@ -199,7 +239,7 @@ def measure(model_input: np.ndarray, info: ImageInfo) -> dict[str, float]:
                      else (info.width, info.height))
     return {
         "contrast": float(grey_region.std()),
-        "bright_level": float(np.percentile(grey_region, 99)),
+        "bright_level": quantile(grey_region, 0.99),
         "fundus_mean": float(grey[mask].mean()) if mask.any() else 0.0,
         "saturated": float(np.count_nonzero(two_clipped & region) / in_region),
         "aspect": max(width, height) / max(1, min(width, height)),
@@ -207,7 +247,7 @@ def measure(model_input: np.ndarray, info: ImageInfo) -> dict[str, float]:
         "edge_fundus": float(mask[ring].mean()) if ring.any() else 0.0,
         "corner_lit": float(info.corner_lit) if info.corner_lit >= 0 else 1.0,
         "detail": detail,
-        "redness": float(np.median(redness)) if redness.size else 0.0,
+        "redness": median(redness) if redness.size else 0.0,
         "colour_spread": float(spread[region].sum(dtype=np.float64) / (3 * in_region)),
         "short_side": float(min(info.width, info.height)),
     }

@@ -209,3 +209,20 @@ def test_a_greyscale_sample_is_flagged_not_refused(sample_dir):
     grey = Image.open(sample_dir / "normal" / "Im004_ACRIMA.jpg").convert("L")
     report = verdict(jpeg(grey))
     assert report.rejection is None and "no_colour" in report.flags
+
+
+def test_quantile_and_median_are_numpys_to_the_bit(sample_dir, monkeypatch):
+    """The gate's bright level and redness use a bracketed selection instead of np.percentile and
+    np.median: the same floats on every sample's grey levels and on arrays full of ties, down the
+    fast path and down the fallback (a margin of 0 makes the bracket miss often)."""
+    rng = np.random.default_rng(7)
+    arrays = [(np.asarray(x, np.float32) @ np.array(quality.LUMA_WEIGHTS, np.float32)).ravel()
+              for x, _ in (preprocess_bytes(p.read_bytes()) for p in all_samples(sample_dir))]
+    arrays += [rng.integers(0, 3, int(n)).astype(np.float32) for n in rng.integers(1, 5000, 40)]
+    arrays += [rng.normal(size=int(n)).astype(np.float32) for n in rng.integers(1, 60000, 40)]
+    for margin in (quality.QUANTILE_SAMPLE_MARGIN, 0):
+        monkeypatch.setattr(quality, "QUANTILE_SAMPLE_MARGIN", margin)
+        for values in arrays:
+            for q in (0.0, 0.01, 0.5, 0.99, 1.0):
+                assert quality.quantile(values, q) == float(np.percentile(values, 100 * q))
+            assert quality.median(values) == float(np.median(values))
