@@ -492,9 +492,11 @@ def _patch_dispatch_lookups() -> None:
 
 def _patch_update_expression_cache() -> None:
     """moto parses an UpdateExpression into a syntax tree on every call (the label counters' same
-    expression, twice per record): parse each distinct expression once. Safe to share: moto's
-    validator deep-copies the tree before it resolves names and values into it."""
+    expression, twice per record, and again where a transaction's request is checked): parse each
+    distinct expression once. Safe to share: the request check only reads the tree, and moto's
+    validator deep-copies it before it resolves names and values into it."""
     import moto.dynamodb.models as ddb_models
+    import moto.dynamodb.responses as ddb_responses
 
     parser = ddb_models.UpdateExpressionParser
 
@@ -502,6 +504,7 @@ def _patch_update_expression_cache() -> None:
         make = staticmethod(functools.lru_cache(maxsize=512)(parser.make))
 
     _replace(ddb_models, "UpdateExpressionParser", CachedUpdateExpressionParser)
+    _replace(ddb_responses, "UpdateExpressionParser", CachedUpdateExpressionParser)
 
 
 def _patch_backend_lookup() -> None:

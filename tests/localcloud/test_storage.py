@@ -157,6 +157,31 @@ def test_a_cancelled_transaction_changes_nothing_and_a_duplicate_is_refused(dyna
     assert storage.INDEXES.window(TABLE, "by_at", "p", None, False, 10) == ['{"id":{"S":"r1"}}']
 
 
+def test_a_counter_update_expression_is_parsed_once_for_every_transaction(dynamodb, monkeypatch):
+    """The label counters' UpdateExpression is the same on every record: moto parsed it in the
+    request check and again in the backend for each transaction; now once in all, and the counts
+    stay exact (the shared tree is only read)."""
+    from moto.dynamodb.parsing.expressions import ExpressionTokenizer
+
+    parses = []
+    tokenise = ExpressionTokenizer.make_list.__func__  # the first step of every parse
+
+    def counting(cls, expression: str):
+        parses.append(expression)
+        return tokenise(cls, expression)
+
+    monkeypatch.setattr(ExpressionTokenizer, "make_list", classmethod(counting))
+    for i in range(5):
+        dynamodb("TransactWriteItems", {"TransactItems": [
+            {"Put": {"TableName": TABLE, "Item": item(100 + i, "z"), "ConditionExpression": "attribute_not_exists(id)"}},
+            {"Update": {"TableName": TABLE, "Key": {"id": {"S": "#parse-counters"}},
+                        "UpdateExpression": "ADD #c :one SET last_at = :t", "ExpressionAttributeNames": {"#c": "c"},
+                        "ExpressionAttributeValues": {":one": {"N": "1"}, ":t": {"S": f"t{i}"}}}}]})
+    counters = dynamodb("GetItem", {"TableName": TABLE, "Key": {"id": {"S": "#parse-counters"}}})["Item"]
+    assert counters["c"] == {"N": "5"} and counters["last_at"] == {"S": "t4"}
+    assert parses == ["ADD #c :one SET last_at = :t"]
+
+
 def test_the_item_size_limit_still_holds(dynamodb):
     big = item(1, "a")
     big["pad"] = {"S": "x" * 410_000}
