@@ -68,7 +68,8 @@ def compatible(hp) -> bool:
 
     summary = json.loads((BASE_SET_DIR / f"{hp.condition}.json").read_text())
     return (hp.pretrained and hp.fine_tune_from_block >= TRUNK_BLOCKS and not hp.cam_channels
-            and not hp.local_contrast_sigma and hp.image_size == summary["image_size"])
+            and not hp.local_contrast_sigma and not hp.input_blur_sigma
+            and hp.image_size == summary["image_size"])
 
 
 def _pooled_model(hp):

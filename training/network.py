@@ -60,12 +60,16 @@ def _relu6(name: str) -> layers.Layer:
     return layers.ReLU(max_value=6.0, name=name)
 
 
-def photometric_normalisation(x: keras.KerasTensor, local_contrast_sigma: float = 0.0) -> keras.KerasTensor:
+def photometric_normalisation(x: keras.KerasTensor, local_contrast_sigma: float = 0.0,
+                              input_blur_sigma: float = 0.0) -> keras.KerasTensor:
     """RGB in [0, 1] -> one grey channel with zero mean and unit variance per image; with
-    `local_contrast_sigma` (px of the input), each pixel first relative to its neighbourhood."""
+    `input_blur_sigma` (px of the input), detail finer than that is removed first; with
+    `local_contrast_sigma`, each pixel is taken relative to its neighbourhood."""
     grey = layers.Conv2D(1, 1, use_bias=False, trainable=False, name="grey_level",
                          kernel_initializer=keras.initializers.Constant(
                              np.array(LUMA_WEIGHTS, np.float32).reshape(1, 1, 3, 1)))(x)
+    if input_blur_sigma > 0:
+        grey = separable_gaussian(grey, input_blur_sigma, "input_blur")
     if local_contrast_sigma > 0:
         grey = local_contrast_normalisation(grey, local_contrast_sigma)
     return layers.LayerNormalization(axis=[1, 2, 3], center=False, scale=False,
@@ -87,21 +91,26 @@ def local_contrast_normalisation(grey: keras.KerasTensor, sigma: float) -> keras
     lit = ops.cast(ops.greater(grey, LOCAL_CONTRAST_LIT), "float32")
     moments = layers.Concatenate(name="local_contrast_moments")([grey * lit, grey * grey * lit, lit])
     coarse = layers.AveragePooling2D(LOCAL_CONTRAST_POOL, name="local_contrast_pool")(moments)
-    small_sigma = sigma / LOCAL_CONTRAST_POOL
-    radius = max(1, int(round(3 * small_sigma)))
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / small_sigma) ** 2).astype(np.float32)
-    taps /= taps.sum()
-    for name, shape in (("rows", (2 * radius + 1, 1)), ("cols", (1, 2 * radius + 1))):
-        kernel = np.tile(taps.reshape(shape + (1, 1)), (1, 1, 3, 1))
-        coarse = layers.DepthwiseConv2D(shape, padding="same", use_bias=False, trainable=False,
-                                        depthwise_initializer=keras.initializers.Constant(kernel),
-                                        name=f"local_contrast_blur_{name}")(coarse)
+    coarse = separable_gaussian(coarse, sigma / LOCAL_CONTRAST_POOL, "local_contrast_blur")
     smooth = layers.UpSampling2D(LOCAL_CONTRAST_POOL, interpolation="bilinear",
                                  name="local_contrast_upsample")(coarse)
     weight = smooth[..., 2:3] + 1e-6
     mean = smooth[..., 0:1] / weight
     variance = ops.maximum(smooth[..., 1:2] / weight - mean * mean, 0.0)
     return lit * (grey - mean) / ops.sqrt(variance + LOCAL_CONTRAST_MIN_STD ** 2)
+
+
+def separable_gaussian(x: keras.KerasTensor, sigma: float, name: str) -> keras.KerasTensor:
+    """A fixed Gaussian blur of every channel (`sigma` px), as two depthwise convolutions."""
+    radius = max(1, int(round(3 * sigma)))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2).astype(np.float32)
+    taps /= taps.sum()
+    for axis, shape in (("rows", (2 * radius + 1, 1)), ("cols", (1, 2 * radius + 1))):
+        kernel = np.tile(taps.reshape(shape + (1, 1)), (1, 1, x.shape[-1], 1))
+        x = layers.DepthwiseConv2D(shape, padding="same", use_bias=False, trainable=False,
+                                   depthwise_initializer=keras.initializers.Constant(kernel),
+                                   name=f"{name}_{axis}")(x)
+    return x
 
 
 def efficientnet_lite0_trunk(x: keras.KerasTensor, num_blocks: int = TRUNK_BLOCKS,
@@ -154,10 +163,11 @@ def build_classifier(
     fine_tune_from_block: int = TRUNK_BLOCKS,
     feature_blocks: tuple[int, ...] = FEATURE_BLOCKS,
     local_contrast_sigma: float = 0.0,
+    input_blur_sigma: float = 0.0,
 ) -> keras.Model:
     """The full classifier: [0,1] RGB (N, S, S, 3) -> P(glaucoma) (N, 1)."""
     inputs = keras.Input((input_size, input_size, 3), name="image")
-    x = photometric_normalisation(inputs, local_contrast_sigma)
+    x = photometric_normalisation(inputs, local_contrast_sigma, input_blur_sigma)
     taps: dict = {}
     x = efficientnet_lite0_trunk(x, num_blocks=trunk_blocks, taps=taps)
     blocks = tuple(b for b in feature_blocks if b < trunk_blocks) or (trunk_blocks - 1,)

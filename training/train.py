@@ -65,6 +65,7 @@ def train(hp: Hyperparameters, splits: dict, checkpoint_dir: Path):
     model = build_classifier(input_size=hp.image_size, cam_channels=hp.cam_channels,
                              dropout=hp.dropout, fine_tune_from_block=hp.fine_tune_from_block,
                              local_contrast_sigma=hp.local_contrast_sigma,
+                             input_blur_sigma=hp.input_blur_sigma,
                              backbone_weights=DEFAULT_BACKBONE_WEIGHTS if hp.pretrained else None)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     frozen_trunk = hp.pretrained and hp.fine_tune_from_block >= TRUNK_BLOCKS and not hp.cam_channels

@@ -65,16 +65,17 @@ def test_keras_and_tflite_agree_on_real_images(real_images):
     assert np.allclose(1 / (1 + np.exp(-logits)), tflite_probabilities, atol=1e-4)
 
 
-@pytest.mark.parametrize("local_contrast_sigma", [0.0, 24.0])
-def test_freshly_exported_tflite_matches_its_keras_model(tmp_path, real_images, local_contrast_sigma):
-    """The export path itself, on a small untrained model (not just the committed files), with and
-    without the optional local contrast normalisation (its ops must run in LiteRT too)."""
+@pytest.mark.parametrize("options", [{}, {"local_contrast_sigma": 24.0}, {"input_blur_sigma": 1.0}],
+                         ids=["plain", "local-contrast", "input-blur"])
+def test_freshly_exported_tflite_matches_its_keras_model(tmp_path, real_images, options):
+    """The export path itself, on a small untrained model (not just the committed files), plain and
+    with each optional layer before the trunk (model card rows 26-27: their ops must run in LiteRT too)."""
     import json
 
     from training.export import export_tflite
     from training.network import build_classifier
 
-    model = build_classifier(input_size=224, dropout=0.0, local_contrast_sigma=local_contrast_sigma)
+    model = build_classifier(input_size=224, dropout=0.0, **options)
     export_tflite(model, tmp_path / "glaucoma.tflite")
     (tmp_path / "model.json").write_text(json.dumps({"version": "t", "threshold": 0.5, "input_size": 224}))
     served, _ = GlaucomaModel(tmp_path).probabilities_and_cams(real_images[:4])
