@@ -49,6 +49,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -221,8 +222,8 @@ class StateStore:
             os.replace(tmp, path)
         return digest
 
-    def read_blob(self, digest: str) -> bytes:
-        return (self.blobs / digest[:2] / digest).read_bytes()
+    def blob_path(self, digest: str) -> str:
+        return os.path.join(self.blobs, digest[:2], digest)  # a str: a restart builds thousands
 
     def remove_unreferenced_blobs(self) -> None:
         referenced = {obj["blob"] for obj in self.s3.values()}
@@ -669,8 +670,34 @@ def s3_effects(state: StateStore, targets: list[tuple[str, str]]) -> list[dict]:
             continue
         value = obj.value
         entries.append({"k": "s3", "b": bucket, "key": key, "obj": {
-            "blob": state.put_blob(value), "metadata": dict(obj.metadata), "etag": obj.etag}})
+            "blob": state.put_blob(value), "size": len(value), "metadata": dict(obj.metadata),
+            "etag": obj.etag}})
     return entries
+
+
+class BlobBuffer:
+    """A restored S3 object's bytes, read from its blob file when moto first touches them.
+
+    moto keeps each object's bytes in a SpooledTemporaryFile; reading and copying 8,000 images into
+    them was about half of a restart's S3 restore. This stands in for that file and becomes one
+    on first use, so a restart reads no image, and an object never read again costs no memory."""
+
+    def __init__(self, path: str, max_size: int) -> None:
+        self._path, self._max_size, self._file = path, max_size, None
+
+    def _loaded(self):
+        if self._file is None:
+            self._file = tempfile.SpooledTemporaryFile(self._max_size)
+            with open(self._path, "rb") as blob:
+                self._file.write(blob.read())
+        return self._file
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def __getattr__(self, name: str):  # seek, read, write, truncate: moto's whole use of the file
+        return getattr(self._loaded(), name)
 
 
 def restore_into_moto(state: StateStore) -> None:
@@ -711,7 +738,12 @@ def restore_into_moto(state: StateStore) -> None:
     for (bucket, key), obj in state.s3.items():
         if bucket not in s3.buckets:
             continue
-        fake = s3.put_object(bucket, key, state.read_blob(obj["blob"]), disable_notification=True)
+        path = state.blob_path(obj["blob"])
+        etag = obj.get("etag")
+        fake = s3.put_object(bucket, key, b"", etag=etag.strip('"') if etag else None, disable_notification=True)
+        fake._value_buffer.close()
+        fake._value_buffer = BlobBuffer(path, fake._max_buffer_size)
+        fake.contentsize = obj["size"] if "size" in obj else os.path.getsize(path)
         fake.set_metadata(dict(obj.get("metadata") or {}))
     sqs = sqs_backend()
     for (queue_name, mid), m in state.sqs.items():
