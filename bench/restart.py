@@ -13,7 +13,6 @@ path leaves them, and one is read back.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import statistics
 import sys
@@ -35,7 +34,7 @@ def main() -> int:
     import requests
 
     from localcloud.cloud import LocalCloud
-    from localcloud.storage import StateStore
+    from localcloud.storage import StateStore, s3_entry
 
     image = (ROOT / "samples/acrima/glaucoma/Im353_g_ACRIMA.jpg").read_bytes()
     with tempfile.TemporaryDirectory(prefix="localcloud-restart-") as state_dir:
@@ -58,11 +57,8 @@ def main() -> int:
             copy["created_at"] = {"S": (start + timedelta(seconds=i)).isoformat(timespec="milliseconds")}
             entries.append({"k": "ddb", "t": table, "key": json.dumps({"id": copy["id"]}, sort_keys=True,
                                                                         separators=(",", ":")), "item": copy})
-        for i in range(args.objects):
-            data = image + str(i).encode()
-            entries.append({"k": "s3", "b": bucket, "key": f"incoming/restart/{i}.jpg", "obj": {
-                "blob": store.put_blob(data), "size": len(data), "metadata": {"Content-Type": "image/jpeg"},
-                "etag": f'"{hashlib.md5(data).hexdigest()}"'}})
+        entries += [s3_entry(store, bucket, f"incoming/restart/{i}.jpg", image + str(i).encode(),
+                             {"Content-Type": "image/jpeg"}) for i in range(args.objects)]
         store.append(entries)
         store.snapshot()
         store.close()

@@ -668,36 +668,69 @@ def s3_effects(state: StateStore, targets: list[tuple[str, str]]) -> list[dict]:
         if obj is None:
             entries.append({"k": "s3", "b": bucket, "key": key, "obj": None})
             continue
-        value = obj.value
-        entries.append({"k": "s3", "b": bucket, "key": key, "obj": {
-            "blob": state.put_blob(value), "size": len(value), "metadata": dict(obj.metadata),
-            "etag": obj.etag}})
+        entry = s3_entry(state, bucket, key, obj.value, dict(obj.metadata), obj.etag)
+        leave_bytes_in_blob(obj, state.blob_path(entry["obj"]["blob"]), entry["obj"]["size"])
+        entries.append(entry)
     return entries
 
 
-class BlobBuffer:
-    """A restored S3 object's bytes, read from its blob file when moto first touches them.
+def s3_entry(state: StateStore, bucket: str, key: str, value: bytes, metadata: dict,
+             etag: str | None = None) -> dict:
+    """The journal entry of one S3 object, its bytes written to a blob file (ETag: moto's, or the
+    MD5 a single-part upload gets)."""
+    return {"k": "s3", "b": bucket, "key": key, "obj": {
+        "blob": state.put_blob(value), "size": len(value), "metadata": metadata,
+        "etag": etag or f'"{hashlib.md5(value).hexdigest()}"'}}
 
-    moto keeps each object's bytes in a SpooledTemporaryFile; reading and copying 8,000 images into
-    them was about half of a restart's S3 restore. This stands in for that file and becomes one
-    on first use, so a restart reads no image, and an object never read again costs no memory."""
+
+class BlobBuffer:
+    """An S3 object's bytes left in their blob file, read from it at each use.
+
+    moto keeps every object's bytes in memory, a SpooledTemporaryFile each: a local cloud holding
+    thousands of images grew by their size, and a restart read every one back in. Once an object
+    is journaled its blob file holds the same bytes, so moto's file is swapped for this stand-in
+    (reads open the blob; the page cache keeps the recent ones). If moto writes a new value
+    (seek, truncate, write) or uses the file in any other way, it becomes an in-memory file."""
 
     def __init__(self, path: str, max_size: int) -> None:
-        self._path, self._max_size, self._file = path, max_size, None
+        self._path, self._max_size, self._position, self._file = path, max_size, 0, None
 
-    def _loaded(self):
-        if self._file is None:
-            self._file = tempfile.SpooledTemporaryFile(self._max_size)
-            with open(self._path, "rb") as blob:
-                self._file.write(blob.read())
-        return self._file
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if self._file is not None or whence != 0:
+            return self._in_memory().seek(offset, whence)
+        self._position = offset
+        return offset
+
+    def read(self, size: int = -1) -> bytes:
+        if self._file is not None:
+            return self._file.read(size)
+        with open(self._path, "rb") as blob:
+            blob.seek(self._position)
+            data = blob.read(size)
+        self._position += len(data)
+        return data
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
 
-    def __getattr__(self, name: str):  # seek, read, write, truncate: moto's whole use of the file
-        return getattr(self._loaded(), name)
+    def _in_memory(self):
+        if self._file is None:
+            self._file = tempfile.SpooledTemporaryFile(self._max_size)
+            with open(self._path, "rb") as blob:
+                self._file.write(blob.read())
+            self._file.seek(self._position)
+        return self._file
+
+    def __getattr__(self, name: str):  # truncate, write, anything else: moto's own file from here on
+        return getattr(self._in_memory(), name)
+
+
+def leave_bytes_in_blob(fake_key, path: str, size: int) -> None:
+    """Swap a moto object's in-memory bytes for its blob file (the same bytes, journaled)."""
+    fake_key._value_buffer.close()
+    fake_key._value_buffer = BlobBuffer(path, fake_key._max_buffer_size)
+    fake_key.contentsize = size
 
 
 def restore_into_moto(state: StateStore) -> None:
@@ -741,9 +774,7 @@ def restore_into_moto(state: StateStore) -> None:
         path = state.blob_path(obj["blob"])
         etag = obj.get("etag")
         fake = s3.put_object(bucket, key, b"", etag=etag.strip('"') if etag else None, disable_notification=True)
-        fake._value_buffer.close()
-        fake._value_buffer = BlobBuffer(path, fake._max_buffer_size)
-        fake.contentsize = obj["size"] if "size" in obj else os.path.getsize(path)
+        leave_bytes_in_blob(fake, path, obj["size"] if "size" in obj else os.path.getsize(path))
         fake.set_metadata(dict(obj.get("metadata") or {}))
     sqs = sqs_backend()
     for (queue_name, mid), m in state.sqs.items():
