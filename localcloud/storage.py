@@ -723,6 +723,8 @@ class BlobBuffer:
         return self._file
 
     def __getattr__(self, name: str):  # truncate, write, anything else: moto's own file from here on
+        if name.startswith("_"):  # not set yet (a copy being built): no file to hand it to
+            raise AttributeError(name)
         return getattr(self._in_memory(), name)
 
 
