@@ -210,7 +210,7 @@ class StateStore:
 
     def put_blob(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
-        path = self.blobs / digest[:2] / digest
+        path = Path(self.blob_path(digest))
         if not path.exists():
             path.parent.mkdir(exist_ok=True)
             tmp = path.with_suffix(".tmp")
