@@ -130,14 +130,32 @@ def gaussian_blur(grey: np.ndarray, sigma: float) -> np.ndarray:
     weights = np.exp(-0.5 * (np.arange(radius + 1) / sigma) ** 2)
     weights = (weights / (2 * weights.sum() - weights[0])).astype(np.float32)  # centre, then +-1, +-2, ...
     height, width = grey.shape
-    padded = np.pad(np.asarray(grey, np.float32), radius, mode="edge")
+    padded = _edge_padded(np.asarray(grey, np.float32), radius)
     rows = padded[:, radius:radius + width] * weights[0]
+    pair = np.empty_like(rows)  # one scratch array: the same sums without a temporary per term
     for k in range(1, radius + 1):
-        rows += (padded[:, radius - k:radius - k + width] + padded[:, radius + k:radius + k + width]) * weights[k]
+        np.add(padded[:, radius - k:radius - k + width], padded[:, radius + k:radius + k + width], out=pair)
+        pair *= weights[k]
+        rows += pair
     out = rows[radius:radius + height] * weights[0]
+    pair = pair[:height]
     for k in range(1, radius + 1):
-        out += (rows[radius - k:radius - k + height] + rows[radius + k:radius + k + height]) * weights[k]
+        np.add(rows[radius - k:radius - k + height], rows[radius + k:radius + k + height], out=pair)
+        pair *= weights[k]
+        out += pair
     return out
+
+
+def _edge_padded(image: np.ndarray, radius: int) -> np.ndarray:
+    """np.pad(image, radius, mode="edge"), the same values at a fifth of its cost."""
+    height, width = image.shape
+    padded = np.empty((height + 2 * radius, width + 2 * radius), image.dtype)
+    padded[radius:radius + height, radius:radius + width] = image
+    padded[radius:radius + height, :radius] = image[:, :1]
+    padded[radius:radius + height, radius + width:] = image[:, -1:]
+    padded[:radius] = padded[radius]
+    padded[radius + height:] = padded[radius + height - 1]
+    return padded
 
 
 def erode(mask: np.ndarray, steps: int, outside: bool = False) -> np.ndarray:
@@ -148,7 +166,9 @@ def erode(mask: np.ndarray, steps: int, outside: bool = False) -> np.ndarray:
     if steps <= 0:
         return mask.copy()
     size = 2 * steps + 1
-    padded = np.pad(np.asarray(mask, bool), steps, constant_values=outside)
+    height, width = mask.shape
+    padded = np.full((height + 2 * steps, width + 2 * steps), outside, bool)  # np.pad's result, cheaper
+    padded[steps:steps + height, steps:steps + width] = mask
     return _window_all(_window_all(padded, size, axis=0), size, axis=1)
 
 
@@ -214,8 +234,13 @@ def _order_statistics(values: np.ndarray, lo: int, hi: int) -> tuple:
 
 def fundus_mask(rgb: np.ndarray) -> np.ndarray:
     """Lit fundus pixels: any channel above FUNDUS_LEVEL (the surround and padding are black)."""
-    brightest = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])  # faster than max(axis=2)
-    return brightest > FUNDUS_LEVEL
+    lit = rgb > FUNDUS_LEVEL  # one pass over the floats, then ORs of bytes: half the cost of a max
+    return lit[..., 0] | lit[..., 1] | lit[..., 2]
+
+
+def _lit_planes(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> np.ndarray:
+    """fundus_mask of an image already split into contiguous planes."""
+    return np.maximum(np.maximum(red, green), blue) > FUNDUS_LEVEL
 
 
 def measure(model_input: np.ndarray, info: ImageInfo) -> dict[str, float]:
@@ -223,7 +248,7 @@ def measure(model_input: np.ndarray, info: ImageInfo) -> dict[str, float]:
     red, green, blue = np.ascontiguousarray(np.moveaxis(rgb, 2, 0))  # planes: fast, whole-array maths
     region = photo_region(rgb, info)
     grey = rgb @ np.array(LUMA_WEIGHTS, np.float32)
-    mask = fundus_mask(rgb) & region
+    mask = _lit_planes(red, green, blue) & region
     ring = region & ~_inside_rim(rgb.shape[0])
     inner = erode(mask, DETAIL_ERODE_PX)
     detail = float((grey - gaussian_blur(grey, DETAIL_SIGMA))[inner].std()) if inner.sum() > 50 else 0.0

@@ -226,3 +226,38 @@ def test_quantile_and_median_are_numpys_to_the_bit(sample_dir, monkeypatch):
             for q in (0.0, 0.01, 0.5, 0.99, 1.0):
                 assert quality.quantile(values, q) == float(np.percentile(values, 100 * q))
             assert quality.median(values) == float(np.median(values))
+
+
+def reference_blur(grey: np.ndarray, sigma: float) -> np.ndarray:
+    """The definition: np.pad(edge), then each pass a dot product over a sliding window."""
+    radius = int(3 * sigma)
+    weights = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    weights = (weights / weights.sum()).astype(np.float32)
+    padded = np.pad(np.asarray(grey, np.float32), radius, mode="edge")
+    rows = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1, axis=1) @ weights
+    return np.lib.stride_tricks.sliding_window_view(rows, 2 * radius + 1, axis=0) @ weights
+
+
+def reference_erode(mask: np.ndarray, steps: int, outside: bool) -> np.ndarray:
+    size = 2 * steps + 1
+    padded = np.pad(mask, steps, constant_values=outside)
+    return np.lib.stride_tricks.sliding_window_view(padded, (size, size)).all(axis=(2, 3))
+
+
+def test_the_gates_building_blocks_equal_their_numpy_definitions(sample_dir):
+    """fundus_mask, erode and gaussian_blur skip np.pad and temporaries for speed: on every sample
+    and on odd shapes they give what the plain definitions give (the blur within 2e-7, its
+    padding exactly np.pad's)."""
+    rng = np.random.default_rng(11)
+    inputs = [np.asarray(x, np.float32) for x, _ in (preprocess_bytes(p.read_bytes()) for p in all_samples(sample_dir))]
+    inputs += [rng.random((h, w, 3), dtype=np.float32) * 0.2 for h, w in ((31, 17), (5, 64), (224, 224))]
+    for rgb in inputs:
+        mask = quality.fundus_mask(rgb)
+        np.testing.assert_array_equal(mask, rgb.max(axis=2) > quality.FUNDUS_LEVEL)
+        for steps, outside in ((0, False), (1, True), (quality.DETAIL_ERODE_PX, False), (16, True)):
+            np.testing.assert_array_equal(quality.erode(mask, steps, outside), reference_erode(mask, steps, outside))
+        grey = rgb @ np.array(quality.LUMA_WEIGHTS, np.float32)
+        for radius in (1, 6):
+            np.testing.assert_array_equal(quality._edge_padded(grey, radius), np.pad(grey, radius, mode="edge"))
+        for sigma in (0.7, quality.DETAIL_SIGMA):
+            np.testing.assert_allclose(quality.gaussian_blur(grey, sigma), reference_blur(grey, sigma), atol=2e-7)
