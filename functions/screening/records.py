@@ -150,7 +150,8 @@ class ResultStore:
                               "Key": {resources.TABLE_PARTITION_KEY: {"S": counter_id}},
                               "UpdateExpression": "ADD #c :one SET last_prediction_at = :t",
                               "ExpressionAttributeNames": {"#c": f"count_{counter}"},
-                              "ExpressionAttributeValues": {":one": {"N": "1"}, ":t": {"S": str(item["created_at"])}}}}
+                              "ExpressionAttributeValues": {":one": {"N": "1"},
+                                                            ":t": {"S": str(item["created_at"])}}}}
                   for counter_id in tenancy.counter_ids(item)),  # tenancy: the deployment's and the clinic's
             ])
             return True

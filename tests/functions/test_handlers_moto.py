@@ -55,3 +55,35 @@ def test_api_handler_decodes_a_base64_proxy_event(aws, sample_files):
     response = api.handler(event, LambdaContext.for_function("api"))
     assert response["statusCode"] == 200
     assert json.loads(response["body"])["label"] == "normal"
+
+
+def test_aws_calls_name_the_service_and_records_go_through_the_plain_client(aws, sample_files):
+    """Every AWS client sends the service's fixed User-Agent (CloudTrail shows who called; botocore
+    builds no default one per request), and the results table is written and read through the plain
+    DynamoDB client: the record an API call stored reads back whole through boto3's Table too."""
+    from handlers import api
+    from handlers.runtime import runtime
+    from localcloud.api_gateway import proxy_event
+
+    rt = runtime()
+    agents: list[str] = []
+    for client in (rt.s3, rt.sqs, rt.service.store.client):
+        client.meta.events.register("before-send",
+                                    lambda request, **_: agents.append(request.headers["User-Agent"]))
+    response = api.handler(proxy_event("POST", "/predict", {"content-type": "image/jpeg"},
+                                       sample_files["glaucoma"][0].read_bytes(), stage="prod"),
+                           LambdaContext.for_function("api"))
+    record = json.loads(response["body"])
+    rt.s3.list_objects_v2(Bucket=aws.image_bucket)
+    rt.sqs.get_queue_attributes(QueueUrl=rt.settings.queue_url, AttributeNames=["All"])
+    assert len(agents) == 3  # the record's write, the listing, the queue's attributes
+    for agent in agents:
+        assert (agent.decode() if isinstance(agent, bytes) else agent).startswith(
+            f"glaucoma-screening Boto3/{boto3.__version__} Botocore/")
+    assert not hasattr(rt.service.store.client, "Table")  # a client, not the resource layer
+    # no client-side validation (the service validates): a str where a bool belongs is not refused here
+    rt.service.store.client.get_item(TableName=aws.results_table, Key={"id": {"S": "none"}},
+                                     ConsistentRead="yes")
+    stored = boto3.resource("dynamodb").Table(aws.results_table).get_item(Key={"id": record["id"]})["Item"]
+    assert stored["label"] == record["label"] and float(stored["probability"]) == record["probability"]
+    assert rt.service.store.get(record["id"])["heatmap"] == record["heatmap"]

@@ -249,15 +249,18 @@ def test_the_gates_building_blocks_equal_their_numpy_definitions(sample_dir):
     and on odd shapes they give what the plain definitions give (the blur within 2e-7, its
     padding exactly np.pad's)."""
     rng = np.random.default_rng(11)
-    inputs = [np.asarray(x, np.float32) for x, _ in (preprocess_bytes(p.read_bytes()) for p in all_samples(sample_dir))]
+    inputs = [np.asarray(preprocess_bytes(p.read_bytes())[0], np.float32) for p in all_samples(sample_dir)]
     inputs += [rng.random((h, w, 3), dtype=np.float32) * 0.2 for h, w in ((31, 17), (5, 64), (224, 224))]
     for rgb in inputs:
         mask = quality.fundus_mask(rgb)
         np.testing.assert_array_equal(mask, rgb.max(axis=2) > quality.FUNDUS_LEVEL)
         for steps, outside in ((0, False), (1, True), (quality.DETAIL_ERODE_PX, False), (16, True)):
-            np.testing.assert_array_equal(quality.erode(mask, steps, outside), reference_erode(mask, steps, outside))
+            np.testing.assert_array_equal(quality.erode(mask, steps, outside),
+                                          reference_erode(mask, steps, outside))
         grey = rgb @ np.array(quality.LUMA_WEIGHTS, np.float32)
         for radius in (1, 6):
-            np.testing.assert_array_equal(quality._edge_padded(grey, radius), np.pad(grey, radius, mode="edge"))
+            np.testing.assert_array_equal(quality._edge_padded(grey, radius),
+                                          np.pad(grey, radius, mode="edge"))
         for sigma in (0.7, quality.DETAIL_SIGMA):
-            np.testing.assert_allclose(quality.gaussian_blur(grey, sigma), reference_blur(grey, sigma), atol=2e-7)
+            np.testing.assert_allclose(quality.gaussian_blur(grey, sigma), reference_blur(grey, sigma),
+                                       atol=2e-7)
