@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 
@@ -159,8 +160,10 @@ def test_a_cancelled_transaction_changes_nothing_and_a_duplicate_is_refused(dyna
 
 def test_a_counter_update_expression_is_parsed_once_for_every_transaction(dynamodb, monkeypatch):
     """The label counters' UpdateExpression is the same on every record: moto parsed it in the
-    request check and again in the backend for each transaction; now once in all, and the counts
-    stay exact (the shared tree is only read)."""
+    request check and again in the backend for each transaction; now once in all, each update's
+    working copy of the tree is unpickled rather than deep-copied, and the counts stay exact (the
+    shared tree is only read)."""
+    from moto.dynamodb.parsing.ast_nodes import Node
     from moto.dynamodb.parsing.expressions import ExpressionTokenizer
 
     parses = []
@@ -171,6 +174,15 @@ def test_a_counter_update_expression_is_parsed_once_for_every_transaction(dynamo
         return tokenise(cls, expression)
 
     monkeypatch.setattr(ExpressionTokenizer, "make_list", classmethod(counting))
+    deep_copied_nodes = []
+    reconstruct = copy._reconstruct  # what copy.deepcopy calls for each object it rebuilds
+
+    def counting_reconstruct(x, memo, *args, **kwargs):
+        if isinstance(x, Node):
+            deep_copied_nodes.append(type(x).__name__)
+        return reconstruct(x, memo, *args, **kwargs)
+
+    monkeypatch.setattr(copy, "_reconstruct", counting_reconstruct)
     for i in range(5):
         dynamodb("TransactWriteItems", {"TransactItems": [
             {"Put": {"TableName": TABLE, "Item": item(100 + i, "z"), "ConditionExpression": "attribute_not_exists(id)"}},
@@ -180,6 +192,7 @@ def test_a_counter_update_expression_is_parsed_once_for_every_transaction(dynamo
     counters = dynamodb("GetItem", {"TableName": TABLE, "Key": {"id": {"S": "#parse-counters"}}})["Item"]
     assert counters["c"] == {"N": "5"} and counters["last_at"] == {"S": "t4"}
     assert parses == ["ADD #c :one SET last_at = :t"]
+    assert deep_copied_nodes == []  # each update's copy of the tree is unpickled, not deep-copied
 
 
 def test_the_item_size_limit_still_holds(dynamodb):
@@ -352,3 +365,58 @@ def test_a_journaled_image_leaves_memory_and_an_overwrite_serves_the_new_bytes(t
         backend.delete_bucket("journal-test")
         storage.unpatch_moto()
         state.close()
+
+
+UPDATES = [  # (UpdateExpression, names, values): every kind of action, function and failure moto checks
+    ("SET a = :s, b = :n", {}, {":s": {"S": "x"}, ":n": {"N": "2"}}),
+    ("ADD #c :one SET last_at = :t", {"#c": "c"}, {":one": {"N": "1"}, ":t": {"S": "t"}}),
+    ("SET n = if_not_exists(n, :zero) + :n, l = list_append(if_not_exists(l, :empty), :l)", {},
+     {":zero": {"N": "0"}, ":n": {"N": "3"}, ":empty": {"L": []}, ":l": {"L": [{"S": "a"}, {"S": "b"}]}}),
+    ("SET m = :m", {}, {":m": {"M": {"k": {"N": "1"}, "inner": {"M": {"z": {"S": "q"}}}}}}),
+    ("SET m.#i.z = :s, m.#k = m.#k - :n", {"#i": "inner", "#k": "k"}, {":s": {"S": "r"}, ":n": {"N": "1"}}),
+    ("REMOVE a, l[0] SET s = :ss", {}, {":ss": {"SS": ["p", "q"]}}),
+    ("DELETE s :d ADD t :d", {}, {":d": {"SS": ["p"]}}),
+    ("SET n = :s - :n", {}, {":s": {"S": "x"}, ":n": {"N": "1"}}),  # type mismatch: 400
+    ("ADD a :one, b :one ADD c :one", {}, {":one": {"N": "1"}}),  # two ADD clauses: 400
+    ("SET a = :s, a = :s", {}, {":s": {"S": "x"}}),  # overlapping paths: 400
+    ("SET id = :s", {}, {":s": {"S": "x"}}),  # the key: 400
+    ("SET #m.deep = :s", {"#m": "nowhere"}, {":s": {"S": "x"}}),  # no such path: 400
+    ("SET e = :empty", {}, {":empty": {"S": ""}}),
+]
+
+
+def test_update_validation_answers_as_moto_does(dynamodb):
+    """Each update's tree is walked with its handlers remembered per pair of classes (and copied by
+    unpickling): the same items and the same errors as moto's own walk, for every kind of action,
+    function and refusal."""
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
+
+    def run(prefix: str) -> list:
+        answers = []
+        for i, (expression, names, values) in enumerate(UPDATES):
+            body = {"TableName": TABLE, "Key": {"id": {"S": f"{prefix}-u"}}, "UpdateExpression": expression,
+                    "ExpressionAttributeValues": values, "ReturnValues": "ALL_NEW"}
+            if names:
+                body["ExpressionAttributeNames"] = names
+            response = dynamodb.client.post("/", data=json.dumps(body), headers={
+                "X-Amz-Target": "DynamoDB_20120810.UpdateItem", "Authorization": AUTH,
+                "Content-Type": "application/x-amz-json-1.0"})
+            answer = json.loads(response.data)
+            answer.get("Attributes", {}).pop("id", None)
+            answers.append((expression, response.status_code, answer))
+        return answers
+
+    fast = run("fast")
+    patched = DepthFirstTraverser.traverse_node_recursively
+    original = next(saved for owner, name, saved in storage._PATCHED
+                    if owner is DepthFirstTraverser and name == "traverse_node_recursively")
+    if original is storage._INHERITED:
+        del DepthFirstTraverser.traverse_node_recursively
+    else:
+        DepthFirstTraverser.traverse_node_recursively = original
+    try:
+        plain = run("plain")
+    finally:
+        DepthFirstTraverser.traverse_node_recursively = patched
+    assert fast == plain
+    assert [status for _, status, _ in fast].count(200) >= 7 and [s for _, s, _ in fast].count(400) >= 5
