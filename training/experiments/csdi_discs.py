@@ -1,0 +1,80 @@
+"""How often the committed glaucoma model calls a disc glaucomatous on another hospital's camera.
+
+    PYTHONPATH=functions:. python training/experiments/csdi_discs.py ../shared/data/csdi [--locator]
+
+CSDI (a Chinese hospital's full-field photographs of cataract patients, CC BY-NC 4.0) has no
+glaucoma labels, but glaucoma is uncommon among them (none of the 187 expert descriptions
+mentions it), so the share called glaucoma is, at most, a false positive rate on a camera,
+population and framing the model never saw: an upper bound on 1 - specificity there. Each disc
+is cropped at ACRIMA's framing around the annotated disc box (or the disc locator's with
+--locator), then preprocessed and scored as serving does. By cataract severity, since a dense
+cataract blurs the photograph and blur is the suite's weakest variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from screening import disc, framing, quality
+from screening.config import BUNDLED_MODEL_DIR
+from screening.inference import GlaucomaModel
+from screening.preprocessing import ImageInfo, to_model_input
+
+GROUPS = (("severity 0-2.5", 0.0, 2.5), ("severity 3-3.5", 3.0, 3.5), ("severity 4-10", 4.0, 10.0))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("csdi", type=Path)
+    parser.add_argument("--locator", action="store_true", help="crop where the disc locator finds the disc")
+    args = parser.parse_args()
+    model = GlaucomaModel(BUNDLED_MODEL_DIR, num_threads=1)
+    locator = disc.default_locator()
+    scored: list[tuple[float, float, int, str]] = []  # severity, p, crop side, the gate's verdict
+    missed = 0
+    for row in csv.DictReader((args.csdi / "annotations.csv").open()):
+        if row["optic_disc_visible"] != "yes":
+            continue
+        image = Image.open(args.csdi / row["file"]).convert("RGB")
+        if args.locator:
+            found = locator.locate(image)
+            if found is None:
+                missed += 1
+                continue
+        else:
+            x1, y1, x2, y2 = (float(row[f"disc_{k}"]) for k in ("x1", "y1", "x2", "y2"))
+            found = disc.DiscLocation(x=(x1 + x2) / 2, y=(y1 + y2) / 2, diameter=((x2 - x1) + (y2 - y1)) / 2,
+                                      score=0.0)
+        box = found.crop_box(locator.disc_to_crop)
+        crop = disc.crop(image, box)
+        tensor = to_model_input(crop, model.card.input_size)
+        p = model.predict(tensor[np.newaxis])[0].probability
+        # what serving's quality gate says of this crop (as the full-field path runs it)
+        report = quality.assess(tensor, ImageInfo("JPEG", "RGB", crop.width, crop.height),
+                                waived=framing.FRAMING_REJECTIONS)
+        verdict = report.rejection or ("flagged" if {"blurred", "low_resolution"} & set(report.flags) else "clean")
+        scored.append((float(row["severity"]), p, box[2] - box[0], verdict))
+    print(f"model {model.version}, threshold {model.threshold:.3f}; {len(scored)} discs"
+          + (f" ({missed} not found by the locator)" if args.locator else " (annotated boxes)")
+          + f", crop side median {statistics.median(s[2] for s in scored):.0f} px")
+    groups = [(name, lambda s, lo=low, hi=high: lo <= s[0] <= hi) for name, low, high in (("all", 0.0, 10.0), *GROUPS)]
+    groups += [("gate: clean", lambda s: s[3] == "clean"),
+               ("gate: blurred/low-res flag", lambda s: s[3] == "flagged"),
+               ("gate: refused", lambda s: s[3] not in ("clean", "flagged"))]
+    for name, member in groups:
+        ps = [s[1] for s in scored if member(s)]
+        if ps:
+            called = sum(p >= model.threshold for p in ps)
+            print(f"  {name:27s} n={len(ps):3d}  called glaucoma {called:3d} ({called / len(ps):.0%}),"
+                  f" median p {statistics.median(ps):.3f}, p90 {float(np.percentile(ps, 90)):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
