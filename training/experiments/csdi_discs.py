@@ -1,6 +1,6 @@
 """How often the committed glaucoma model calls a disc glaucomatous on another hospital's camera.
 
-    PYTHONPATH=functions:. python training/experiments/csdi_discs.py ../shared/data/csdi [--locator]
+    CSDI_DIR=<the CSDI folder> PYTHONPATH=functions:. python training/experiments/csdi_discs.py [--locator]
 
 CSDI (a Chinese hospital's full-field photographs of cataract patients, CC BY-NC 4.0) has no
 glaucoma labels, but glaucoma is uncommon among them (none of the 187 expert descriptions
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 from pathlib import Path
 
@@ -31,17 +32,17 @@ GROUPS = (("severity 0-2.5", 0.0, 2.5), ("severity 3-3.5", 3.0, 3.5), ("severity
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("csdi", type=Path)
     parser.add_argument("--locator", action="store_true", help="crop where the disc locator finds the disc")
     args = parser.parse_args()
+    csdi = Path(os.environ["CSDI_DIR"])  # required, as ACRIMA_DIR is for the other scripts here
     model = GlaucomaModel(BUNDLED_MODEL_DIR, num_threads=1)
     locator = disc.default_locator()
     scored: list[tuple[float, float, int, str]] = []  # severity, p, crop side, the gate's verdict
     missed = 0
-    for row in csv.DictReader((args.csdi / "annotations.csv").open()):
+    for row in csv.DictReader((csdi / "annotations.csv").open()):
         if row["optic_disc_visible"] != "yes":
             continue
-        image = Image.open(args.csdi / row["file"]).convert("RGB")
+        image = Image.open(csdi / row["file"]).convert("RGB")
         if args.locator:
             found = locator.locate(image)
             if found is None:
