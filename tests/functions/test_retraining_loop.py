@@ -202,8 +202,9 @@ def test_uploads_retrain_gate_promote_serve_and_roll_back(cloud, sample_files):
     assert status == 404 and missing["error"] == "unknown_version"
 
     # -- a deliberately worse challenger (random trunk, untrained head) is rejected and kept ---------
+    # (at 64 px: the gate scores each model at its own input size, and the job takes seconds, not a minute)
     status, worse = call("POST", "/retrain", {"hyperparameters": {
-        **TINY, "epochs": "1", "learning_rate": "0", "pretrained": "false"}})
+        **TINY, "epochs": "1", "learning_rate": "0", "pretrained": "false", "image_size": "64"}})
     assert status == 202
     rejected, _ = wait_for_job(worse["training_job"])
     assert rejected["status"] == "Completed" and rejected["promoted"] is False, rejected
