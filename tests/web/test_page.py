@@ -23,7 +23,7 @@ TIMEOUT_MS = 20_000
 # The job the page's button starts, cut to minutes' worth of seconds: the page's loop (start, follow,
 # show the gate's decision) is what this file tests; the full job is
 # tests/functions/test_retraining_loop.py's.
-SMALL_JOB = {"hyperparameters": {"epochs": "3", "augmented_copies": "1", "invariance_variants": "grey"}}
+SMALL_JOB = {"hyperparameters": {"epochs": "3", "augmented_copies": "0", "invariance_variants": "grey"}}
 # Chrome logs every non-2xx fetch as a console error; these are the refusals the test provokes.
 EXPECTED_RESOURCE_ERRORS = re.compile(r"^Failed to load resource: the server responded with a status of (400|404|415) ")
 
