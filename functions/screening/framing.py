@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from screening import disc, quality
 from screening.preprocessing import DETAIL_DECODE_SIDE, ImageInfo, ImageRejected, decode_image, to_model_input
@@ -52,10 +53,7 @@ def frame(tensor: np.ndarray, info: ImageInfo, data: bytes, framing: str, size: 
         raise ImageRejected(report.rejection, report.message)
     if found is None:
         raise ImageRejected("no_disc_found", NO_DISC_MESSAGE)
-    box = found.crop_box(locator.disc_to_crop)
-    crop = disc.crop(image, box)
-    crop_tensor = to_model_input(crop, size)
-    crop_info = ImageInfo(format=info.format, mode=info.mode, width=crop.width, height=crop.height)
+    box, crop_tensor, crop_info = disc_crop_input(image, info, found, locator.disc_to_crop, size)
     flags = quality.gate(crop_tensor, crop_info, waived=FRAMING_REJECTIONS)
     # The image was decoded at reduced size (preprocessing); the answer speaks in the upload's pixels.
     scale = info.width / image.width
@@ -63,6 +61,15 @@ def frame(tensor: np.ndarray, info: ImageInfo, data: bytes, framing: str, size: 
                                        "disc": {"x": round(found.x * scale, 1), "y": round(found.y * scale, 1),
                                                 "diameter": round(found.diameter * scale, 1),
                                                 "score": round(found.score, 3)}})
+
+
+def disc_crop_input(image: Image.Image, info: ImageInfo, found: disc.DiscLocation, disc_to_crop: float,
+                    size: int) -> tuple[tuple[int, int, int, int], np.ndarray, ImageInfo]:
+    """The disc crop of a full-field photograph as the model sees it: its box, input and info."""
+    box = found.crop_box(disc_to_crop)
+    crop = disc.crop(image, box)
+    return box, to_model_input(crop, size), ImageInfo(format=info.format, mode=info.mode,
+                                                      width=crop.width, height=crop.height)
 
 
 def severity(probability: float, card_extras: dict) -> float | None:

@@ -239,8 +239,8 @@ def fundus_mask(rgb: np.ndarray) -> np.ndarray:
 
 
 def _lit_planes(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> np.ndarray:
-    """fundus_mask of an image already split into contiguous planes."""
-    return np.maximum(np.maximum(red, green), blue) > FUNDUS_LEVEL
+    """fundus_mask of an image already split into contiguous planes: the same test, plane by plane."""
+    return (red > FUNDUS_LEVEL) | (green > FUNDUS_LEVEL) | (blue > FUNDUS_LEVEL)
 
 
 def measure(model_input: np.ndarray, info: ImageInfo) -> dict[str, float]:

@@ -20,12 +20,11 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from screening import disc, framing, quality
 from screening.config import BUNDLED_MODEL_DIR
 from screening.inference import GlaucomaModel
-from screening.preprocessing import ImageInfo, to_model_input
+from screening.preprocessing import DETAIL_DECODE_SIDE, decode_image
 
 GROUPS = (("severity 0-2.5", 0.0, 2.5), ("severity 3-3.5", 3.0, 3.5), ("severity 4-10", 4.0, 10.0))
 
@@ -42,23 +41,22 @@ def main() -> int:
     for row in csv.DictReader((csdi / "annotations.csv").open()):
         if row["optic_disc_visible"] != "yes":
             continue
-        image = Image.open(csdi / row["file"]).convert("RGB")
+        image, info = decode_image((csdi / row["file"]).read_bytes(), min_side=DETAIL_DECODE_SIDE)  # as serving
         if args.locator:
             found = locator.locate(image)
             if found is None:
                 missed += 1
                 continue
         else:
-            x1, y1, x2, y2 = (float(row[f"disc_{k}"]) for k in ("x1", "y1", "x2", "y2"))
+            scale = image.width / info.width  # the box is in the file's pixels; the decode may be smaller
+            x1, y1, x2, y2 = (float(row[f"disc_{k}"]) * scale for k in ("x1", "y1", "x2", "y2"))
             found = disc.DiscLocation(x=(x1 + x2) / 2, y=(y1 + y2) / 2, diameter=((x2 - x1) + (y2 - y1)) / 2,
                                       score=0.0)
-        box = found.crop_box(locator.disc_to_crop)
-        crop = disc.crop(image, box)
-        tensor = to_model_input(crop, model.card.input_size)
+        box, tensor, crop_info = framing.disc_crop_input(image, info, found, locator.disc_to_crop,
+                                                         model.card.input_size)
         p = model.predict(tensor[np.newaxis])[0].probability
         # what serving's quality gate says of this crop (as the full-field path runs it)
-        report = quality.assess(tensor, ImageInfo("JPEG", "RGB", crop.width, crop.height),
-                                waived=framing.FRAMING_REJECTIONS)
+        report = quality.assess(tensor, crop_info, waived=framing.FRAMING_REJECTIONS)
         verdict = report.rejection or ("flagged" if {"blurred", "low_resolution"} & set(report.flags) else "clean")
         scored.append((float(row["severity"]), p, box[2] - box[0], verdict))
     print(f"model {model.version}, threshold {model.threshold:.3f}; {len(scored)} discs"
