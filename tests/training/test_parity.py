@@ -65,11 +65,14 @@ def test_keras_and_tflite_agree_on_real_images(real_images):
     assert np.allclose(1 / (1 + np.exp(-logits)), tflite_probabilities, atol=1e-4)
 
 
-@pytest.mark.parametrize("options", [{}, {"local_contrast_sigma": 24.0}, {"input_blur_sigma": 1.0}],
-                         ids=["plain", "local-contrast", "input-blur"])
+@pytest.mark.parametrize("options", [{}, {"local_contrast_sigma": 24.0}, {"input_blur_sigma": 1.0},
+                                     {"pool_radius_cells": 5.0}, {"antialias_from_block": 1}],
+                         ids=["plain", "local-contrast", "input-blur", "central-cells", "antialiased"])
 def test_freshly_exported_tflite_matches_its_keras_model(tmp_path, real_images, options):
     """The export path itself, on a small untrained model (not just the committed files), plain and
-    with each optional layer before the trunk (model card rows 26-27: their ops must run in LiteRT too)."""
+    with each optional layer before the trunk (model card rows 26-27), in it (row 32) and after it
+    (row 31): their ops
+    must run in LiteRT too, and the served heatmap's mean plus the bias must stay the logit."""
     import json
 
     from training.export import export_tflite
@@ -78,8 +81,10 @@ def test_freshly_exported_tflite_matches_its_keras_model(tmp_path, real_images, 
     model = build_classifier(input_size=224, dropout=0.0, **options)
     export_tflite(model, tmp_path / "glaucoma.tflite")
     (tmp_path / "model.json").write_text(json.dumps({"version": "t", "threshold": 0.5, "input_size": 224}))
-    served, _ = GlaucomaModel(tmp_path).probabilities_and_cams(real_images[:4])
+    served, cams = GlaucomaModel(tmp_path).probabilities_and_cams(real_images[:4])
     assert np.abs(model.predict(real_images[:4], verbose=0)[:, 0] - served).max() < 1e-4
+    bias = float(model.get_layer("glaucoma_probability").get_weights()[1][0])
+    assert np.allclose(1 / (1 + np.exp(-(cams.mean(axis=(1, 2)) + bias))), served, atol=1e-4)
 
 
 def test_committed_model_card_and_report_hold_what_the_model_card_claims():

@@ -1,6 +1,6 @@
 """How often the committed glaucoma model calls a disc glaucomatous on another hospital's camera.
 
-    CSDI_DIR=<the CSDI folder> PYTHONPATH=functions:. python training/experiments/csdi_discs.py [--locator]
+    CSDI_DIR=<the CSDI folder> PYTHONPATH=functions:. python training/experiments/csdi_discs.py [--locator] [--model-dir DIR]
 
 CSDI (a Chinese hospital's full-field photographs of cataract patients, CC BY-NC 4.0) has no
 glaucoma labels, but glaucoma is uncommon among them (none of the 187 expert descriptions
@@ -32,9 +32,10 @@ GROUPS = (("severity 0-2.5", 0.0, 2.5), ("severity 3-3.5", 3.0, 3.5), ("severity
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--locator", action="store_true", help="crop where the disc locator finds the disc")
+    parser.add_argument("--model-dir", type=Path, default=BUNDLED_MODEL_DIR, help="a model folder (default: the served one)")
     args = parser.parse_args()
     csdi = Path(os.environ["CSDI_DIR"])  # required, as ACRIMA_DIR is for the other scripts here
-    model = GlaucomaModel(BUNDLED_MODEL_DIR, num_threads=1)
+    model = GlaucomaModel(args.model_dir, num_threads=1)
     locator = disc.default_locator()
     scored: list[tuple[float, float, int, str]] = []  # severity, p, crop side, the gate's verdict
     missed = 0

@@ -1,0 +1,71 @@
+"""The classifier's optional shapes: the Lite1/Lite2 trunks (model card row 29) and pooling over
+the central cells only (row 31)."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from training import network  # noqa: E402
+from training.data import LabelledFiles, load_images  # noqa: E402
+from training.features import pooled_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def real_images(sample_files) -> np.ndarray:
+    files = LabelledFiles()
+    for p in sample_files["normal"][:2] + sample_files["glaucoma"][:2]:
+        files.add(p, 0)
+    return load_images(files).images
+
+
+@pytest.mark.parametrize("backbone, blocks, channels", [("lite0", 11, 40 + 80 + 112),
+                                                        ("lite1", 15, 40 + 80 + 112),
+                                                        ("lite2", 15, 48 + 88 + 120)])
+def test_every_trunk_ends_after_stage_five_and_reads_the_ends_of_stages_three_to_five(backbone, blocks, channels):
+    model = network.build_classifier(input_size=224, backbone=backbone, backbone_weights=None)
+    assert network.trunk_blocks(backbone) == blocks
+    assert f"block{blocks - 1}_project_bn" in {layer.name for layer in model.layers}
+    assert f"block{blocks}_project_bn" not in {layer.name for layer in model.layers}
+    assert tuple(network.feature_map(model).shape[1:]) == (14, 14, channels)
+    trainable = {layer.name for layer in model.layers if layer.trainable and layer.weights}
+    assert trainable == {network.OUTPUT_LAYER}  # the whole trunk stays frozen by default
+
+
+def test_a_trunk_without_its_converted_weights_says_how_to_make_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="convert_backbone --backbone lite2"):
+        network.build_classifier(input_size=64, backbone="lite2",
+                                 backbone_weights=tmp_path / "efficientnet_lite2_trunk.npz")
+
+
+def test_central_cells_pool_the_centre_only_and_survive_a_save(tmp_path, real_images):
+    model = network.build_classifier(input_size=224, dropout=0.0, pool_radius_cells=5.0)
+    grid = keras.Model(model.inputs, model.get_layer("central_cells").input).predict(real_images[:3], verbose=0)
+    yy, xx = np.mgrid[0:14, 0:14]
+    central = np.hypot(yy - 6.5, xx - 6.5) <= 5.0
+    pooled = pooled_model(model).predict(real_images[:3], verbose=0)
+    assert np.allclose(pooled, grid[:, central].mean(axis=1), atol=1e-5)
+    masked = network.feature_map(model)
+    outside = keras.Model(model.inputs, masked).predict(real_images[:1], verbose=0)[0][~central]
+    assert not outside.any()  # the heatmap is zero on the rim
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    assert np.allclose(again.predict(real_images[:3], verbose=0), model.predict(real_images[:3], verbose=0), atol=1e-6)
+
+
+def test_antialiasing_keeps_the_pretrained_grid_and_steadies_the_features_under_a_shift(real_images):
+    """Blur-pooled stride-2 steps (model card row 32): the same weights sampled on the same grid,
+    and a one-pixel shift of the photograph moves the pooled features less than in the plain trunk."""
+    names = {layer.name for layer in network.build_classifier(input_size=64, antialias_from_block=1,
+                                                              backbone_weights=None).layers}
+    assert {"block1_blur_pool", "block3_blur_pool", "block5_blur_pool"} <= names and "stem_blur_pool" not in names
+
+    def shift_change(**options) -> float:
+        pooled = pooled_model(network.build_classifier(input_size=224, dropout=0.0, **options))
+        before = pooled.predict(real_images, verbose=0)
+        after = pooled.predict(np.roll(real_images, 1, axis=2), verbose=0)
+        spread = np.linalg.norm(before - before.mean(axis=0), axis=1).mean()
+        return float(np.median(np.linalg.norm(after - before, axis=1)) / spread)
+
+    plain, antialiased = shift_change(), shift_change(antialias_from_block=1)
+    assert antialiased < 0.75 * plain, (plain, antialiased)
