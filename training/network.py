@@ -291,6 +291,26 @@ def build_classifier(
     return model
 
 
+def adapt_batch_norm(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> int:
+    """Re-estimate every batch-norm layer's moving statistics on these images (AdaBN: the ImageNet
+    statistics describe photographs of objects, not grey fundus discs, nor a blur-pooled trunk's
+    activations); weights untouched. Each layer's statistics become the mean over the batches of
+    its batch statistics. Returns the number of layers adapted."""
+    norms = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
+    momentum = {layer.name: layer.momentum for layer in norms}
+    for layer in norms:
+        layer.trainable = True
+    order = np.random.default_rng(0).permutation(len(images))
+    for k, start in enumerate(range(0, len(images), batch_size)):
+        for layer in norms:
+            layer.momentum = k / (k + 1)  # a running mean over the batches
+        model(images[order[start:start + batch_size]], training=True)
+    for layer in norms:
+        layer.trainable = False
+        layer.momentum = momentum[layer.name]
+    return len(norms)
+
+
 def _trunk_block(layer_name: str) -> float:
     """Block index of a trunk layer (-1 for the stem), +inf for the head."""
     if layer_name.startswith("stem_"):

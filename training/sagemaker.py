@@ -69,6 +69,11 @@ class Hyperparameters:
     # reshuffles the features less (training/network.py). Off: -1 halved the logit's shift
     # sensitivity but, without retraining the trunk, cost grouped-CV AUC 0.928 -> 0.892 (card row 32)
     antialias_from_block: int = 99
+    # re-estimate the trunk's batch-norm statistics on the training photographs before the features
+    # are taken (AdaBN; training/network.py adapt_batch_norm). Grouped-CV AUC 0.928 -> 0.949 at C 0.1,
+    # a looser blur row; off until the base set is rebuilt on an adapted trunk (model card row 33)
+    adapt_batch_norm: bool = False
+    head_c: float = 0.0  # > 0: the frozen-trunk head's C, instead of the one chosen on val (training/head.py C_GRID)
     seed: int = 42
     image_size: int = 224
     dropout: float = 0.2

@@ -69,6 +69,11 @@ def train(hp: Hyperparameters, splits: dict, checkpoint_dir: Path):
                              backbone=hp.backbone, pool_radius_cells=hp.pool_radius_cells,
                              antialias_from_block=hp.antialias_from_block,
                              backbone_weights=backbone_weights_path(hp.backbone) if hp.pretrained else None)
+    if hp.adapt_batch_norm:
+        from training.network import adapt_batch_norm
+
+        print(f"batch norm re-estimated on the training photographs: {adapt_batch_norm(model, loaded['train'].images)} layers",
+              flush=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     frozen_trunk = hp.pretrained and hp.fine_tune_from_block >= TRUNK_BLOCKS and not hp.cam_channels
     if frozen_trunk and hp.fine_tune_top_epochs > 0:
@@ -178,7 +183,7 @@ def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val
     from sklearn.metrics import log_loss, roc_auc_score
 
     from training.crossval import size_balance_weights
-    from training.head import fit_head, platt_scaling, select_c, write_into
+    from training.head import C_GRID, fit_head, platt_scaling, select_c, write_into
 
     dims = train_bank.shape[-1]
     x = train_bank.reshape(-1, dims)
@@ -190,7 +195,7 @@ def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val
     val_sets = [(val_bank[0], val_y)]
     if len(val_bank) > 1:
         val_sets.append((val_bank[1:].reshape(-1, dims), np.tile(val_y, len(val_bank) - 1)))
-    c, scores = select_c(x, y, val_sets, sample_weight=weights)
+    c, scores = select_c(x, y, val_sets, grid=(hp.head_c,) if hp.head_c else C_GRID, sample_weight=weights)
     head = platt_scaling(fit_head(x, y, c, weights), val_bank[0], val_y)
     write_into(model, head)
     metrics_mod.print_metric("epoch", 1)  # progress (issue 8): the head is fitted in one pass

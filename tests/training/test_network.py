@@ -1,5 +1,5 @@
-"""The classifier's optional shapes: the Lite1/Lite2 trunks (model card row 29) and pooling over
-the central cells only (row 31)."""
+"""The classifier's options (model card rows 29-33): the Lite1/Lite2 trunks, pooling over the
+central cells only, blur-pooled stride-2 steps, and batch-norm statistics re-estimated on the data."""
 
 import numpy as np
 import pytest
@@ -69,3 +69,20 @@ def test_antialiasing_keeps_the_pretrained_grid_and_steadies_the_features_under_
 
     plain, antialiased = shift_change(), shift_change(antialias_from_block=1)
     assert antialiased < 0.75 * plain, (plain, antialiased)
+
+
+def test_adapted_batch_norm_holds_the_mean_of_its_batch_statistics_and_nothing_else_moves(real_images):
+    """AdaBN (model card row 33): the stem's normalisation ends with the mean over the batches of the
+    stem convolution's per-batch channel means; scales, offsets and the layers' freezing stay."""
+    model = network.build_classifier(input_size=224, dropout=0.0)
+    norm = model.get_layer("stem_bn")
+    gamma, beta, before_mean, _ = (w.copy() for w in norm.get_weights())
+    assert network.adapt_batch_norm(model, real_images, batch_size=2) == 33
+    stem = keras.Model(model.inputs, model.get_layer("stem_conv").output)
+    order = np.random.default_rng(0).permutation(len(real_images))
+    batches = [stem.predict(real_images[order[i:i + 2]], verbose=0).mean(axis=(0, 1, 2)) for i in (0, 2)]
+    after = norm.get_weights()
+    assert np.allclose(after[2], np.mean(batches, axis=0), atol=1e-4)
+    assert not np.allclose(after[2], before_mean, atol=1e-3)
+    assert np.array_equal(after[0], gamma) and np.array_equal(after[1], beta)
+    assert not norm.trainable and norm.momentum == 0.99
