@@ -56,11 +56,13 @@ NO_ANTIALIAS = 99  # antialias_from_block beyond every block: the trunk as pretr
 POOL_LAYER = "gap"  # its input is the feature map the heatmap is made of
 OUTPUT_LAYER = "glaucoma_probability"
 BACKBONE_DIR = Path(__file__).resolve().parent.parent / "models" / "backbone"
-DEFAULT_BACKBONE_WEIGHTS = BACKBONE_DIR / "efficientnet_lite0_trunk.npz"
 
 
 def backbone_weights_path(backbone: str = DEFAULT_BACKBONE) -> Path:
     return BACKBONE_DIR / f"efficientnet_{backbone}_trunk.npz"
+
+
+DEFAULT_BACKBONE_WEIGHTS = backbone_weights_path()
 
 
 def _stage_ends(backbone: str) -> list[int]:
@@ -266,7 +268,8 @@ def build_classifier(
         feature_blocks = tuple(renumber(b) for b in feature_blocks)
         if 0 <= antialias_from_block < TRUNK_BLOCKS:
             antialias_from_block = renumber(antialias_from_block)
-    x = efficientnet_lite0_trunk(x, num_blocks=trunk_blocks, taps=taps, backbone=backbone, antialias_from_block=antialias_from_block)
+    x = efficientnet_lite0_trunk(x, num_blocks=trunk_blocks, taps=taps, backbone=backbone,
+                                 antialias_from_block=antialias_from_block)
     blocks = tuple(b for b in feature_blocks if b < trunk_blocks) or (trunk_blocks - 1,)
     x = multi_scale_features(taps, blocks)
     if cam_channels:
