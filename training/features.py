@@ -62,6 +62,16 @@ def augmented_inputs(photos: list[Image.Image], seed: int, size: int = MODEL_INP
         return np.stack(list(pool.map(one, range(len(photos)))))
 
 
+def adaptation_views(images: np.ndarray, paths: list[Path], copies: int, seed: int) -> np.ndarray:
+    """The photographs' model inputs, then `copies` random re-acquisitions of each: the views that
+    batch-norm statistics are re-estimated over (network.adapt_batch_norm)."""
+    if not copies:
+        return images
+    photos = load_photos(paths)
+    return np.concatenate([images] + [augmented_inputs(photos, seed * 7919 + c, images.shape[1])
+                                      for c in range(copies)])
+
+
 def feature_bank(pooled, photos: list[Image.Image], clean_inputs: np.ndarray, copies: int, seed: int,
                  batch_size: int = 64, log=print, mirror: bool = False) -> np.ndarray:
     """(1 + copies, N, D): the clean features first, then one row per augmented copy. With `mirror`,

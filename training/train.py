@@ -70,9 +70,12 @@ def train(hp: Hyperparameters, splits: dict, checkpoint_dir: Path):
                              antialias_from_block=hp.antialias_from_block,
                              backbone_weights=backbone_weights_path(hp.backbone) if hp.pretrained else None)
     if hp.adapt_batch_norm:
+        from training.features import adaptation_views
         from training.network import adapt_batch_norm
 
-        print(f"batch norm re-estimated on the training photographs: {adapt_batch_norm(model, loaded['train'].images)} layers",
+        train_split = loaded["train"]
+        images = adaptation_views(train_split.images, train_split.paths, hp.adapt_batch_norm_copies, hp.seed)
+        print(f"batch norm re-estimated on {len(images)} training views: {adapt_batch_norm(model, images)} layers",
               flush=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     frozen_trunk = hp.pretrained and hp.fine_tune_from_block >= TRUNK_BLOCKS and not hp.cam_channels

@@ -86,3 +86,20 @@ def test_adapted_batch_norm_holds_the_mean_of_its_batch_statistics_and_nothing_e
     assert not np.allclose(after[2], before_mean, atol=1e-3)
     assert np.array_equal(after[0], gamma) and np.array_equal(after[1], beta)
     assert not norm.trainable and norm.momentum == 0.99
+
+
+def test_adaptation_views_are_the_photographs_then_their_re_acquisitions(sample_files, real_images):
+    """--adapt-batch-norm-copies (model card row 34): the statistics' views are each photograph as
+    loaded, then `copies` random re-acquisitions of each through the shared preprocessing, the
+    same for the same seed."""
+    from training.features import adaptation_views
+
+    paths = sample_files["normal"][:2] + sample_files["glaucoma"][:2]
+    assert adaptation_views(real_images, paths, 0, seed=1) is real_images
+    views = adaptation_views(real_images, paths, 2, seed=1)
+    assert views.shape == (12, 224, 224, 3) and views.dtype == real_images.dtype
+    assert np.array_equal(views[:4], real_images)
+    for copy in (views[4:8], views[8:]):
+        assert all(np.abs(copy[i] - real_images[i]).mean() > 1e-3 for i in range(4))
+    assert not np.array_equal(views[4:8], views[8:])
+    assert np.array_equal(adaptation_views(real_images, paths, 2, seed=1), views)
