@@ -181,6 +181,8 @@ def random_acquisition(image: Image.Image, rng: np.random.Generator) -> Image.Im
                             gamma=float(np.exp(rng.uniform(-0.35, 0.35))),
                             brightness=rng.uniform(0.65, 1.2), contrast=rng.uniform(0.6, 1.3),
                             saturation=rng.uniform(0.0, 1.3))
+    # the share is tested first: while it is 0 no number is drawn, so the default copies (and the
+    # base set's stored features) stay those drawn before this step existed
     if NATIVE_SIZE_SHARE and rng.random() < NATIVE_SIZE_SHARE:
         # ACRIMA's glaucoma files are about twice as large as its normal ones (median width 676
         # against 349 px): the texture each file's own downscaling leaves could tell the label

@@ -64,12 +64,12 @@ def eval_splits(folder: Path) -> dict[str, data_mod.LabelledFiles]:
 
 def compatible(hp) -> bool:
     """Stored features fit only the frozen, pretrained trunk at the base set's input size."""
-    from training.network import TRUNK_BLOCKS
+    from training.network import DEFAULT_BACKBONE, TRUNK_BLOCKS
 
     summary = json.loads((BASE_SET_DIR / f"{hp.condition}.json").read_text())
     return (hp.pretrained and hp.fine_tune_from_block >= TRUNK_BLOCKS and not hp.cam_channels
             and not hp.local_contrast_sigma and not hp.input_blur_sigma
-            and hp.backbone == "lite0" and not hp.pool_radius_cells and hp.antialias_from_block >= TRUNK_BLOCKS
+            and hp.backbone == DEFAULT_BACKBONE and not hp.pool_radius_cells and hp.antialias_from_block >= TRUNK_BLOCKS
             and not hp.adapt_batch_norm
             and hp.image_size == summary["image_size"])
 

@@ -71,8 +71,8 @@ def test_keras_and_tflite_agree_on_real_images(real_images):
 def test_freshly_exported_tflite_matches_its_keras_model(tmp_path, real_images, options):
     """The export path itself, on a small untrained model (not just the committed files), plain and
     with each optional layer before the trunk (model card rows 26-27), in it (row 32) and after it
-    (row 31): their ops
-    must run in LiteRT too, and the served heatmap's mean plus the bias must stay the logit."""
+    (row 31): their ops must run in LiteRT too, and the served heatmap's mean plus the bias must
+    stay the logit."""
     import json
 
     from training.export import export_tflite
