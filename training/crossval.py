@@ -41,6 +41,13 @@ def size_balance_weights(widths: np.ndarray, labels: np.ndarray, power: float, b
     return weights / weights.mean()
 
 
+def grouped_folds(labels: np.ndarray, widths: np.ndarray, folds: int = 5, seed: int = 42
+                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) indices of each fold, stratified by label, an acquisition group never split."""
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(labels)), labels, acquisition_groups(widths)))
+
+
 def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: float, folds: int = 5,
                    seed: int = 42, min_sensitivity: float = 0.9, fit_bank: np.ndarray | None = None,
                    view_scores: Callable[[LinearHead, int, np.ndarray], np.ndarray] | None = None,
@@ -55,9 +62,8 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
     labels = np.asarray(labels).astype(int)
     groups = acquisition_groups(widths)
     fit_bank = bank if fit_bank is None else fit_bank
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     per_fold = []
-    for k, (train_idx, test_idx) in enumerate(splitter.split(bank[0], labels, groups)):
+    for k, (train_idx, test_idx) in enumerate(grouped_folds(labels, widths, folds, seed)):
         fit_idx, cal_idx = train_test_split(train_idx, test_size=0.15, random_state=seed + k,
                                             stratify=labels[train_idx])
         weights = None if fit_weights is None else np.tile(fit_weights(fit_idx), len(fit_bank))

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
 
 from training import crossval, data as data_mod, network
 from training.features import adaptation_views, pooled_model, split_mirror
@@ -35,8 +34,7 @@ loaded = {name: data_mod.load_images(splits[name]) for name in order}
 labels = np.concatenate([loaded[n].labels for n in order])
 widths = np.concatenate([data_mod.native_widths(loaded[n].paths) for n in order])
 in_train = np.concatenate([np.full(len(loaded[n].labels), n == "train") for n in order])
-folds = list(StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=SEED).split(
-    np.zeros(len(labels)), labels, crossval.acquisition_groups(widths)))
+folds = crossval.grouped_folds(labels, widths, seed=SEED)
 
 
 def grouped_cv(adapt_on: np.ndarray | None = None) -> dict:

@@ -18,13 +18,12 @@ level is handed over as three equal channels (the luma weights sum to 1).
 from __future__ import annotations
 
 import argparse
-import runpy
-import sys
 
 import cv2
 import numpy as np
 
 from screening import preprocessing
+from training.experiments.run_target import run_target
 
 
 def install(clip: float, tiles: int) -> None:
@@ -49,11 +48,7 @@ def main() -> None:
     parser.add_argument("target", help="a module (training.train) or a script path")
     args, rest = parser.parse_known_args()
     install(args.clip, args.tiles)
-    sys.argv = [args.target, *rest]
-    if args.target.endswith(".py"):
-        runpy.run_path(args.target, run_name="__main__")
-    else:
-        runpy.run_module(args.target, run_name="__main__", alter_sys=True)
+    run_target(args.target, rest)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ photographs. The result is a trunk file in convert_backbone's format.
 from __future__ import annotations
 
 import os
-import runpy
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,9 @@ import numpy as np
 import tensorflow as tf
 
 from training import data as data_mod, network
+from training.experiments.run_target import run_target
 from training.features import augmented_inputs, load_photos
+from training.finetune import _block_output
 
 SEED = 42
 BATCH = 16
@@ -44,7 +45,7 @@ def tapped(antialias_from_block: int, weights: Path) -> keras.Model:
     """Photographs -> the feature maps of network.FEATURE_BLOCKS."""
     model = network.build_classifier(dropout=0.0, backbone_weights=weights,
                                      antialias_from_block=antialias_from_block)
-    outputs = [model.get_layer(f"block{b}_add").output for b in network.FEATURE_BLOCKS]
+    outputs = [_block_output(model, b) for b in network.FEATURE_BLOCKS]
     return keras.Model(model.inputs, outputs)
 
 
@@ -105,19 +106,19 @@ def distil(out: Path, epochs: int, learning_rate: float, aug_weight: float) -> N
         optimiser.apply_gradients(zip(tape.gradient(loss, trainable), trainable))
         return map_loss, view_loss
 
+    def pooled_distance(got: list[np.ndarray]) -> float:
+        """Mean squared distance of pooled features to the teacher's on clean val, in spreads."""
+        return float(np.mean([np.mean(((g.mean(axis=(1, 2)) - t.mean(axis=(1, 2))) / s) ** 2)
+                              for g, t, s in zip(got, val_maps, pooled_spread)]))
+
     def validate() -> tuple[float, float]:
         """Val: the clean maps' and a re-acquisition's pooled features' distance to the teacher's."""
         got = student.predict(val_clean, batch_size=32, verbose=0)
-        got_view = student.predict(val_view, batch_size=32, verbose=0)
         maps_d = np.mean([np.mean(((g - t) / s) ** 2) for g, t, s in zip(got, val_maps, spread)])
-        view_d = np.mean([np.mean(((g.mean(axis=(1, 2)) - t.mean(axis=(1, 2))) / s) ** 2)
-                          for g, t, s in zip(got_view, val_maps, pooled_spread)])
-        return float(maps_d), float(view_d)
+        return float(maps_d), pooled_distance(student.predict(val_view, batch_size=32, verbose=0))
 
-    teacher_view = teacher.predict(val_view, batch_size=32, verbose=0)
-    print("val, the teacher's own re-acquisition distance: %.4f" % np.mean(
-        [np.mean(((g.mean(axis=(1, 2)) - t.mean(axis=(1, 2))) / s) ** 2)
-         for g, t, s in zip(teacher_view, val_maps, pooled_spread)]), flush=True)
+    print("val, the teacher's own re-acquisition distance: %.4f"
+          % pooled_distance(teacher.predict(val_view, batch_size=32, verbose=0)), flush=True)
     print("epoch 0: val map distance %.4f, re-acquisition distance %.4f" % validate(), flush=True)
     rng = np.random.default_rng(SEED)
     for epoch in range(1, epochs + 1):
@@ -139,11 +140,7 @@ def distil(out: Path, epochs: int, learning_rate: float, aug_weight: float) -> N
 def serve(trunk: Path, target: str, args: list[str]) -> None:
     """Run `target` (training.train, or a script) with `trunk` as the Lite0 trunk's weights."""
     network.backbone_weights_path = lambda backbone=network.DEFAULT_BACKBONE: Path(trunk)
-    sys.argv = [target, *args]
-    if target.endswith(".py"):
-        runpy.run_path(target, run_name="__main__")
-    else:
-        runpy.run_module(target, run_name="__main__", alter_sys=True)
+    run_target(target, args)
 
 
 if __name__ == "__main__":
