@@ -92,14 +92,14 @@ def fine_tune(model, train_bank: np.ndarray, train_y: np.ndarray, val_bank: np.n
     import tensorflow as tf
     from sklearn.metrics import roc_auc_score
 
-    from training.network import OUTPUT_LAYER, _trunk_block
+    from training.network import OUTPUT_LAYER, _trunk_block, is_fixed_filter
 
     upper = upper_model(model)
     dense = model.get_layer(OUTPUT_LAYER)
     trainable = []
     for layer in upper.layers:
         is_bn = isinstance(layer, keras.layers.BatchNormalization)
-        train_it = not is_bn and (_trunk_block(layer.name) >= from_block)
+        train_it = not is_bn and not is_fixed_filter(layer.name) and _trunk_block(layer.name) >= from_block
         layer.trainable = train_it
         if train_it:
             trainable.extend(layer.trainable_weights)

@@ -314,6 +314,11 @@ def adapt_batch_norm(model: keras.Model, images: np.ndarray, batch_size: int = 3
     return len(norms)
 
 
+def is_fixed_filter(layer_name: str) -> bool:
+    """A blur-pool low-pass: a fixed filter that fine-tuning must not train."""
+    return layer_name.endswith("blur_pool")
+
+
 def _trunk_block(layer_name: str) -> float:
     """Block index of a trunk layer (-1 for the stem), +inf for the head."""
     if layer_name.startswith("stem_"):

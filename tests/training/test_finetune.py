@@ -72,3 +72,21 @@ def test_training_job_fine_tunes_the_top_when_asked(tmp_path, sample_files):
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["history"]["fine_tune"]["epoch"] == [0, 1]
     assert (tmp_path / "model" / "glaucoma.tflite").stat().st_size > 1e6
+
+
+
+def test_fine_tuning_a_blur_pooled_trunk_keeps_its_low_pass_fixed(small_set):
+    """The binomial low-pass of an antialiased trunk (card rows 32, 37-39) is not a weight to learn."""
+    photos, images, labels = small_set
+    keras.utils.set_random_seed(0)
+    model = build_classifier(input_size=64, antialias_from_block=-1)
+    lower, upper = finetune.lower_model(model), finetune.upper_model(model)
+    bank = finetune.activation_bank(lower, photos, images, copies=1, seed=1, log=lambda *_: None)
+    before = {w.path: w.numpy().copy() for w in model.weights}
+    finetune.fine_tune(model, bank, labels, bank, labels, epochs=1, learning_rate=1e-3,
+                       batch_size=4, keep_best=False, log=lambda *_: None)
+    after = {w.path: w.numpy() for w in model.weights}
+    changed = {path for path, value in before.items() if not np.array_equal(value, after[path])}
+    assert any(p.startswith("block5_") for p in changed)
+    assert any(p.startswith("block5_blur_pool") for p in before)
+    assert not [p for p in changed if "blur_pool" in p or "_bn/" in p]

@@ -67,7 +67,7 @@ def distil(out: Path, epochs: int, learning_rate: float, aug_weight: float) -> N
     student = tapped(-1, imagenet)
     for layer in student.layers:  # every convolution learns; batch norm keeps ImageNet's statistics
         layer.trainable = not isinstance(layer, keras.layers.BatchNormalization) and bool(layer.weights) \
-            and network._trunk_block(layer.name) != float("inf") and not layer.name.endswith("blur_pool")
+            and network._trunk_block(layer.name) != float("inf") and not network.is_fixed_filter(layer.name)
 
     def inputs_of(split: str) -> tuple[np.ndarray, list]:
         loaded = data_mod.load_images(splits[split])

@@ -22,18 +22,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
 
 from training import data as data_mod  # noqa: E402
 from training import finetune  # noqa: E402
-from training.crossval import acquisition_groups  # noqa: E402
+from training.crossval import grouped_folds  # noqa: E402
 from training.features import load_photos  # noqa: E402
 from training.head import LinearHead, expected_calibration_error, fit_head, platt_scaling, write_into  # noqa: E402
 from training.metrics import choose_threshold, classification_report  # noqa: E402
 from training.network import OUTPUT_LAYER, build_classifier  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from finetune_top import cached_activation_bank  # noqa: E402
+from training.experiments.finetune_top import cached_activation_bank  # noqa: E402
 
 copies = int(sys.argv[1]) if len(sys.argv) > 1 else 6
 epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 4
@@ -57,7 +55,6 @@ for i, name in enumerate(("train", "val", "test")):
 acts = np.concatenate(acts, axis=1)
 labels = np.concatenate(labels).astype(int)
 widths = data_mod.native_widths(paths)
-groups = acquisition_groups(widths)
 frozen_bank = finetune.pooled_from_activations(upper, acts)
 initial = [w.copy() for w in model.get_weights()]
 
@@ -77,8 +74,7 @@ def score(bank, fit_idx, cal_idx, test_idx, head):
 
 
 results = {"frozen": [], "fine_tuned": []}
-splitter = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
-for k, (train_idx, test_idx) in enumerate(splitter.split(frozen_bank[0], labels, groups)):
+for k, (train_idx, test_idx) in enumerate(grouped_folds(labels, widths, seed=seed)):
     fit_idx, cal_idx = train_test_split(train_idx, test_size=0.15, random_state=seed + k,
                                         stratify=labels[train_idx])
     model.set_weights(initial)
@@ -90,7 +86,9 @@ for k, (train_idx, test_idx) in enumerate(splitter.split(frozen_bank[0], labels,
     write_into(model, calibrated)
     finetune.fine_tune(model, acts[:, fit_idx], labels[fit_idx], acts[:, cal_idx], labels[cal_idx],
                        epochs=epochs, learning_rate=lr, consistency=consistency, seed=seed + k)
-    tuned_bank = finetune.pooled_from_activations(upper, acts)
+    tuned_bank = np.zeros_like(frozen_bank)  # only the calibration part and the test fold are scored
+    scored = np.concatenate([cal_idx, test_idx])
+    tuned_bank[:, scored] = finetune.pooled_from_activations(upper, acts[:, scored])
     weights, bias = model.get_layer(OUTPUT_LAYER).get_weights()
     figures, _ = score(tuned_bank, fit_idx, cal_idx, test_idx,
                        LinearHead(weights[:, 0].astype(np.float64), float(bias[0])))
@@ -103,4 +101,4 @@ for recipe, folds in results.items():
         values = np.array([f[key] for f in folds])
         print(f"  {key}: {values.mean():.3f} +- {values.std(ddof=1):.3f}")
 Path("runs").mkdir(exist_ok=True)
-Path(f"runs/finetune_cv_k{copies}_e{epochs}.json").write_text(json.dumps(results, indent=2))
+Path(os.environ.get("FINETUNE_CV_OUT", f"runs/finetune_cv_k{copies}_e{epochs}.json")).write_text(json.dumps(results, indent=2))
