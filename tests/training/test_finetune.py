@@ -74,7 +74,6 @@ def test_training_job_fine_tunes_the_top_when_asked(tmp_path, sample_files):
     assert (tmp_path / "model" / "glaucoma.tflite").stat().st_size > 1e6
 
 
-
 def test_fine_tuning_a_blur_pooled_trunk_keeps_its_low_pass_fixed(small_set):
     """The binomial low-pass of an antialiased trunk (card rows 32, 37-39) is not a weight to learn."""
     photos, images, labels = small_set

@@ -6,8 +6,8 @@ on the same folds (training/crossval.py's folds: native width in 50-px bins).
 
 Per fold: the head (fixed C) on the clean and re-acquired features of 85 % of the training
 folds, Platt scaling and the threshold (sensitivity >= 0.90, clean + re-acquired) on the other
-15 %; then blocks 5-10 and the head fine-tuned (training/finetune.py, epoch chosen on that 15 %),
-Platt and threshold again. Both scored on the test fold, clean and re-acquired.
+15 %; then blocks 5-10 (run through finetune_whole.py: the whole trunk) and the head
+fine-tuned (training/finetune.py, epoch chosen on that 15 %), Platt and threshold again. Both scored on the test fold, clean and re-acquired.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ frozen blocks 0-4, where blur and JPEG act first. Here the cut is the image itse
 holds each photograph and its re-acquisitions (training/acquisition.py) as model inputs, and
 training/finetune.py's recipe (head fitted on the frozen trunk first, class-balanced
 cross-entropy on a random pair of copies + consistency between them, batch norm frozen, Adam,
-epoch chosen on val) trains every convolution from the stem up. About 90 s an epoch on 2 cores.
+epoch chosen on val) trains every convolution from the stem up. About 2 min an epoch on 2 cores.
 
 With --trunk and --antialias, the trunk is row 32's blur-pooled one with row 37's filters
 (retrained without labels to reproduce the plain trunk's maps), so the labels finish what the
