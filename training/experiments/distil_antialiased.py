@@ -137,9 +137,14 @@ def distil(out: Path, epochs: int, learning_rate: float, aug_weight: float) -> N
     print(f"trunk written to {out}")
 
 
+def use_trunk(trunk: Path) -> None:
+    """From here on, every model this process builds loads `trunk` as the Lite0 trunk's weights."""
+    network.backbone_weights_path = lambda backbone=network.DEFAULT_BACKBONE: Path(trunk)
+
+
 def serve(trunk: Path, target: str, args: list[str]) -> None:
     """Run `target` (training.train, or a script) with `trunk` as the Lite0 trunk's weights."""
-    network.backbone_weights_path = lambda backbone=network.DEFAULT_BACKBONE: Path(trunk)
+    use_trunk(trunk)
     run_target(target, args)
 
 

@@ -28,6 +28,7 @@ import keras
 
 from training import finetune, network
 from training.experiments import finetune_top
+from training.experiments.distil_antialiased import use_trunk
 from training.experiments.run_target import run_target
 
 WHOLE_TRUNK = -1  # network._trunk_block of the stem: every trunk layer from there up is trained
@@ -50,7 +51,7 @@ def patch(trunk: Path | None, antialias: bool) -> None:
     finetune.fine_tune = functools.partial(finetune.fine_tune, from_block=WHOLE_TRUNK)
     finetune_top.CACHE = Path("runs/act_cache_inputs")  # not the block-4 banks of rows 10-13
     if trunk is not None:
-        network.backbone_weights_path = lambda backbone=network.DEFAULT_BACKBONE: Path(trunk)
+        use_trunk(trunk)
     if antialias:  # stride 1 before each low-pass: 4x the activations of a stride-2 step, so smaller batches
         network.build_classifier = functools.partial(network.build_classifier, antialias_from_block=WHOLE_TRUNK)
         finetune.fine_tune = functools.partial(finetune.fine_tune, batch_size=16)
