@@ -1,0 +1,52 @@
+"""How a model holds beyond the invariance suite's ranges (card, experiment 42).
+
+    ACRIMA_DIR=... PYTHONPATH=functions:. python training/experiments/beyond_suite.py [MODEL_DIR ...]
+
+Two things another hospital's crops may do that the suite does not reach, on the test split,
+scored as serving scores them at each model's own threshold:
+- frame the disc tighter: centre crops keeping 70 %, 60 % and 50 % of each side (the suite
+  stops at 80 %; ACRIMA's disc spans about half the crop side);
+- save the crop at a smaller pixel count: shorter side 300 down to 112 px (ACRIMA's crops are
+  240-1,500 px wide; the model works at 224), each a JPEG at quality 95 as the suite's variants.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from screening.config import BUNDLED_MODEL_DIR
+from training.acquisition import crop, encode, resample
+from training.data import read_splits_csv
+from training.evaluate import score
+from training.metrics import classification_report
+from training.robustness import variant_inputs
+
+VARIANTS = {
+    **{f"crop {f:.0%}": (lambda im, f=f: encode(crop(im, f))) for f in (0.7, 0.6, 0.5)},
+    **{f"saved at {s} px": (lambda im, s=s: encode(resample(im, s))) for s in (300, 224, 180, 140, 112)},
+}
+
+
+def main() -> int:
+    test = read_splits_csv(Path(os.environ["ACRIMA_DIR"]))["test"]
+    paths, labels = list(test.paths), np.asarray(test.labels)
+    models = [Path(m) for m in sys.argv[1:]] or [BUNDLED_MODEL_DIR]
+    inputs = {name: variant_inputs(paths, variant) for name, variant in {"clean": encode, **VARIANTS}.items()}
+    for model in models:
+        clean, threshold = score(model, inputs["clean"])
+        print(f"{model} (threshold {threshold:.3f})")
+        for name, images in inputs.items():
+            p = score(model, images)[0]
+            r = classification_report(labels, p, threshold)
+            delta = np.abs(p - clean)
+            print(f"  {name:16s} AUC {r['roc_auc']:.3f} sens {r['sensitivity']:.3f} spec {r['specificity']:.3f}"
+                  f"  |dp| median {np.median(delta):.3f} p95 {np.percentile(delta, 95):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
