@@ -7,7 +7,7 @@ scored as serving scores them at each model's own threshold:
 - frame the disc tighter: centre crops keeping 70 %, 60 % and 50 % of each side (the suite
   stops at 80 %; ACRIMA's disc spans about half the crop side);
 - save the crop at a smaller pixel count: shorter side 300 down to 112 px (ACRIMA's crops are
-  240-1,500 px wide; the model works at 224), each a JPEG at quality 95 as the suite's variants.
+  178-1,420 px wide; the model works at 224), each a JPEG at quality 95 as the suite's variants.
 """
 
 from __future__ import annotations
