@@ -1,0 +1,49 @@
+"""AdaBN on the lower trunk only (card, experiment 44).
+
+    PYTHONPATH=functions:. python training/experiments/adabn_partial.py --below-block K \
+        training.train --data <ACRIMA> --augmented-copies 6 --adapt-batch-norm true \
+        --adapt-batch-norm-copies 3 --head-c 0.1 --model-dir runs/adabn_k/model ...
+
+Rows 33-35 re-estimated every batch-norm layer's statistics on ACRIMA's photographs: the best
+grouped CV on the card, but a longer |dp| tail, more of CSDI's discs called glaucoma and the
+largest losses on tight crops and small files (row 42). The lower layers see pixel statistics
+(contrast, colour, texture: what a camera changes), the upper ones the disc's shapes. Here only
+the stem's and blocks 0..K-1's statistics are re-estimated; the upper blocks keep ImageNet's.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from training import network
+from training.experiments.run_target import run_target
+
+
+def install(below_block: int) -> None:
+    adapt_all = network.adapt_batch_norm
+
+    def adapt_lower(model, images, batch_size: int = 32) -> int:
+        upper = [layer for layer in model.layers
+                 if isinstance(layer, network.layers.BatchNormalization)
+                 and network._trunk_block(layer.name) >= below_block]
+        kept = {layer.name: [w.copy() for w in layer.get_weights()] for layer in upper}
+        adapted = adapt_all(model, images, batch_size)
+        for layer in upper:
+            layer.set_weights(kept[layer.name])
+        return adapted - len(upper)
+
+    network.adapt_batch_norm = adapt_lower
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--below-block", type=int, required=True,
+                        help="re-estimate the stem's and blocks 0..K-1's statistics only")
+    parser.add_argument("target", help="a module (training.train) or a script path")
+    args, rest = parser.parse_known_args()
+    install(args.below_block)
+    run_target(args.target, rest)
+
+
+if __name__ == "__main__":
+    main()
