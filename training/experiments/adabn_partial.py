@@ -3,6 +3,8 @@
     PYTHONPATH=functions:. python training/experiments/adabn_partial.py --below-block K \
         training.train --data <ACRIMA> --augmented-copies 6 --adapt-batch-norm true \
         --adapt-batch-norm-copies 3 --head-c 0.1 --model-dir runs/adabn_k/model ...
+    ACRIMA_DIR=... PYTHONPATH=functions:. python training/experiments/adabn_partial.py --below-block K \
+        training/experiments/adabn_fold_cv.py fold      # row 35's check: each fold's statistics without it
 
 Rows 33-35 re-estimated every batch-norm layer's statistics on ACRIMA's photographs: the best
 grouped CV on the card, but a longer |dp| tail, more of CSDI's discs called glaucoma and the
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 
+from keras import layers
+
 from training import network
 from training.experiments.run_target import run_target
 
@@ -24,7 +28,7 @@ def install(below_block: int) -> None:
 
     def adapt_lower(model, images, batch_size: int = 32) -> int:
         upper = [layer for layer in model.layers
-                 if isinstance(layer, network.layers.BatchNormalization)
+                 if isinstance(layer, layers.BatchNormalization)
                  and network._trunk_block(layer.name) >= below_block]
         kept = {layer.name: [w.copy() for w in layer.get_weights()] for layer in upper}
         adapted = adapt_all(model, images, batch_size)
