@@ -294,12 +294,15 @@ def build_classifier(
     return model
 
 
-def adapt_batch_norm(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> int:
+def adapt_batch_norm(model: keras.Model, images: np.ndarray, batch_size: int = 32,
+                     below_block: float = float("inf")) -> int:
     """Re-estimate every batch-norm layer's moving statistics on these images (AdaBN: the ImageNet
     statistics describe photographs of objects, not grey fundus discs, nor a blur-pooled trunk's
     activations); weights untouched. Each layer's statistics become the mean over the batches of
-    its batch statistics. Returns the number of layers adapted."""
-    norms = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
+    its batch statistics; with `below_block`, only the stem's and the blocks below it (card row
+    44). Returns the number of layers adapted."""
+    norms = [layer for layer in model.layers
+             if isinstance(layer, layers.BatchNormalization) and _trunk_block(layer.name) < below_block]
     momentum = {layer.name: layer.momentum for layer in norms}
     for layer in norms:
         layer.trainable = True

@@ -16,27 +16,14 @@ the stem's and blocks 0..K-1's statistics are re-estimated; the upper blocks kee
 from __future__ import annotations
 
 import argparse
-
-from keras import layers
+import functools
 
 from training import network
 from training.experiments.run_target import run_target
 
 
 def install(below_block: int) -> None:
-    adapt_all = network.adapt_batch_norm
-
-    def adapt_lower(model, images, batch_size: int = 32) -> int:
-        upper = [layer for layer in model.layers
-                 if isinstance(layer, layers.BatchNormalization)
-                 and network._trunk_block(layer.name) >= below_block]
-        kept = {layer.name: [w.copy() for w in layer.get_weights()] for layer in upper}
-        adapted = adapt_all(model, images, batch_size)
-        for layer in upper:
-            layer.set_weights(kept[layer.name])
-        return adapted - len(upper)
-
-    network.adapt_batch_norm = adapt_lower
+    network.adapt_batch_norm = functools.partial(network.adapt_batch_norm, below_block=below_block)
 
 
 def main() -> None:

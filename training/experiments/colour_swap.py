@@ -46,12 +46,11 @@ def main() -> int:
     splits = read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
     models = [Path(m) for m in sys.argv[1:]] or [BUNDLED_MODEL_DIR]
     every = [(p, l) for split in splits.values() for p, l in zip(split.paths, split.labels)]
-    red_green = np.array([channel_ratios(Image.open(p).reduce(4))[0] for p, _ in every])
+    ratios = {p: channel_ratios(Image.open(p).reduce(4)) for p, _ in every}
     print(f"R/G of the lit fundus as a glaucoma score, all {len(every)} photographs: "
-          f"AUC {roc_auc_score(np.array([l for _, l in every]), red_green):.3f}")
+          f"AUC {roc_auc_score([l for _, l in every], [ratios[p][0] for p, _ in every]):.3f}")
     train = splits["train"]
-    target = {label: np.median([channel_ratios(Image.open(p).reduce(4))
-                                for p, l in zip(train.paths, train.labels) if l == label], axis=0)
+    target = {label: np.median([ratios[p] for p, l in zip(train.paths, train.labels) if l == label], axis=0)
               for label in (0, 1)}
     print(f"train medians of R/G, B/G: normal {target[0][0]:.2f}, {target[0][2]:.2f}; "
           f"glaucoma {target[1][0]:.2f}, {target[1][2]:.2f}")
