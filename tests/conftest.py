@@ -25,3 +25,14 @@ def sample_dir() -> Path:
 @pytest.fixture(scope="session")
 def sample_files() -> dict[str, list[Path]]:
     return {label: sorted((SAMPLES / label).glob("*.jpg")) for label in ("normal", "glaucoma")}
+
+
+@pytest.fixture(scope="session")
+def playwright_driver():
+    """One Playwright driver for the whole run: a second sync_playwright() while the first one's
+    event loop is open fails, so every browser test (tests/web, the API's docs page) launches
+    its Chromium from this one."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        yield playwright

@@ -84,31 +84,28 @@ def test_schemathesis_finds_no_failure_against_the_served_document(cloud, tmp_pa
     assert done.returncode == 0, summary
 
 
-def test_docs_page_renders_every_operation_in_a_headless_browser(cloud):
+def test_docs_page_renders_every_operation_in_a_headless_browser(cloud, playwright_driver):
     """Swagger UI at /docs in Debian's Chromium, offline: every operation of the document shows,
     and no request leaves 127.0.0.1."""
     import shutil
-
-    from playwright.sync_api import sync_playwright
 
     chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         pytest.skip("no Chromium here (apt-get install chromium)")
     outside: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        try:
-            # The key rides along for the assets and the document (the old gateway wants it everywhere).
-            page = browser.new_page(extra_http_headers={"x-api-key": cloud.api_key})
-            page.on("request", lambda r: None if r.url.startswith("http://127.0.0.1") or r.url.startswith("data:")
-                    else outside.append(r.url))
-            page.goto(f"{cloud.api_url}/docs", timeout=30_000)
-            page.wait_for_selector(".opblock", timeout=30_000)
-            operations = page.locator(".opblock-summary-path").all_inner_texts()
-            title = page.locator(".info .title").inner_text()
-        finally:
-            browser.close()
+    browser = playwright_driver.chromium.launch(executable_path=chromium, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    try:
+        # The key rides along for the assets and the document (the old gateway wants it everywhere).
+        page = browser.new_page(extra_http_headers={"x-api-key": cloud.api_key})
+        page.on("request", lambda r: None if r.url.startswith("http://127.0.0.1") or r.url.startswith("data:")
+                else outside.append(r.url))
+        page.goto(f"{cloud.api_url}/docs", timeout=30_000)
+        page.wait_for_selector(".opblock", timeout=30_000)
+        operations = page.locator(".opblock-summary-path").all_inner_texts()
+        title = page.locator(".info .title").inner_text()
+    finally:
+        browser.close()
     expected = {path for path in openapi_spec.PATHS}
     assert {text.replace("\u200b", "").strip() for text in operations} == expected
     assert "Glaucoma screening API" in title

@@ -31,7 +31,7 @@ def verdict(data: bytes) -> quality.QualityReport:
 
 @pytest.fixture(scope="module")
 def normal_sample(sample_dir) -> Image.Image:
-    """Im024: the sample the model is surest is normal (p = 0.05)."""
+    """Im024: a sample the model calls normal (p = 0.09)."""
     return Image.open(sample_dir / "normal" / "Im024_ACRIMA.jpg").convert("RGB")
 
 
@@ -246,7 +246,7 @@ def reference_erode(mask: np.ndarray, steps: int, outside: bool) -> np.ndarray:
 
 def test_the_gates_building_blocks_equal_their_numpy_definitions(sample_dir):
     """fundus_mask, erode and gaussian_blur skip np.pad and temporaries for speed: on every sample
-    and on odd shapes they give what the plain definitions give (the blur within 2e-7, its
+    and on odd shapes they give what the plain definitions give (the blur to float32 rounding, its
     padding exactly np.pad's)."""
     rng = np.random.default_rng(11)
     inputs = [np.asarray(preprocess_bytes(p.read_bytes())[0], np.float32) for p in all_samples(sample_dir)]
@@ -262,5 +262,7 @@ def test_the_gates_building_blocks_equal_their_numpy_definitions(sample_dir):
             np.testing.assert_array_equal(quality._edge_padded(grey, radius),
                                           np.pad(grey, radius, mode="edge"))
         for sigma in (0.7, quality.DETAIL_SIGMA):
+            # float32 sums in another order: equal to a few units in the last place, whose size
+            # depends on the CPU's vector kernels (5 ulp, 3e-7, on an AMD EPYC), hence relative
             np.testing.assert_allclose(quality.gaussian_blur(grey, sigma), reference_blur(grey, sigma),
-                                       atol=2e-7)
+                                       rtol=1e-6, atol=2e-7)
