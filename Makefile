@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test install-local install-dev browser model base-set backbone evaluate bench soak load synth deploy destroy clean
+.PHONY: run test install-local install-dev browser model base-set adapted-trunk backbone evaluate bench soak load synth deploy destroy clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,10 +46,13 @@ ACRIMA_DIR ?= $(abspath $(CURDIR)/..)/shared/data/acrima
 model: install-dev  ## retrain the default model on ACRIMA (about 10 minutes on 2 cores), or on the bundled base set
 	$(PY) -m training.train $(if $(wildcard $(ACRIMA_DIR)/splits.csv),--data $(ACRIMA_DIR),) --model-dir models \
 	    --augmented-copies 6 --output-data-dir models/report --checkpoint-dir runs/checkpoints \
-	    --model-version acrima-effl0-invariant-mirror-w224-dec224
+	    --model-version acrima-effl0-invariant-mirror-bnlow-w224-dec224
 
 base-set: install-dev  ## regenerate training/base_set/ from ACRIMA (after a trunk or preprocessing change)
 	$(PY) -m training.base_set --data $(ACRIMA_DIR)
+
+adapted-trunk: install-dev  ## the trunk's lower batch-norm statistics re-estimated on ACRIMA's training photographs (then base-set, model)
+	$(PY) -m training.adapt_trunk --data $(ACRIMA_DIR)
 
 BACKBONE ?= lite0
 backbone: install-dev  ## reconvert the ImageNet EfficientNet-Lite0 trunk from PyTorch (BACKBONE=lite1|lite2: those trunks, for --backbone)

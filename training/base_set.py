@@ -70,17 +70,27 @@ def compatible(hp) -> bool:
     return (hp.pretrained and hp.fine_tune_from_block >= TRUNK_BLOCKS and not hp.cam_channels
             and not hp.local_contrast_sigma and not hp.input_blur_sigma
             and hp.backbone == DEFAULT_BACKBONE and not hp.pool_radius_cells and hp.antialias_from_block >= TRUNK_BLOCKS
-            and not hp.adapt_batch_norm
+            and not hp.adapt_batch_norm and trunk_fingerprint(trunk_path(hp)) == summary["trunk_weights_sha256"]
             and hp.image_size == summary["image_size"])
+
+
+def trunk_path(hp) -> Path:
+    from training.network import backbone_weights_path
+
+    return backbone_weights_path(hp.backbone, hp.adapted_trunk)
+
+
+def trunk_fingerprint(path: Path) -> str:
+    """Which trunk file the stored features were taken with (the ImageNet one or the adapted one)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
 
 
 def _pooled_model(hp):
     from training.features import pooled_model
-    from training.network import DEFAULT_BACKBONE_WEIGHTS, build_classifier
+    from training.network import build_classifier
 
     model = build_classifier(input_size=hp.image_size, cam_channels=hp.cam_channels, dropout=hp.dropout,
-                             fine_tune_from_block=hp.fine_tune_from_block,
-                             backbone_weights=DEFAULT_BACKBONE_WEIGHTS)
+                             fine_tune_from_block=hp.fine_tune_from_block, backbone_weights=trunk_path(hp))
     return model, pooled_model(model)
 
 
@@ -196,8 +206,6 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
                         train_labels=train.labels.astype(np.int8),
                         train_widths=data_mod.native_widths(train.paths).astype(np.int32),
                         probe_files=np.array(probe_files), probe_features=probe_features.astype(np.float16))
-    from training.network import DEFAULT_BACKBONE_WEIGHTS
-
     by_label: dict[str, int] = {}
     for split_counts in counts.values():
         for name, n in split_counts.items():
@@ -206,7 +214,7 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
                "licence": "ACRIMA, CC BY 4.0 (derived: resized images and trunk features)",
                "image_size": hp.image_size, "image_side": IMAGE_SIDE, "decode_side": DECODE_SIDE,
                "augmented_copies": augmented_copies, "feature_dims": int(bank.shape[-1]),
-               "trunk_weights_sha256": hashlib.sha256(DEFAULT_BACKBONE_WEIGHTS.read_bytes()).hexdigest()[:16],
+               "trunk_weights": trunk_path(hp).name, "trunk_weights_sha256": trunk_fingerprint(trunk_path(hp)),
                "by_split": counts, "by_label": by_label, "total": sum(by_label.values()),
                "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "command": "make base-set (python -m training.base_set --data <ACRIMA_DIR>)"}

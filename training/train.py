@@ -68,7 +68,8 @@ def train(hp: Hyperparameters, splits: dict, checkpoint_dir: Path):
                              input_blur_sigma=hp.input_blur_sigma,
                              backbone=hp.backbone, pool_radius_cells=hp.pool_radius_cells,
                              antialias_from_block=hp.antialias_from_block,
-                             backbone_weights=backbone_weights_path(hp.backbone) if hp.pretrained else None)
+                             backbone_weights=(backbone_weights_path(hp.backbone, hp.adapted_trunk)
+                                               if hp.pretrained else None))
     if hp.adapt_batch_norm:
         from training.features import adaptation_views
         from training.network import adapt_batch_norm

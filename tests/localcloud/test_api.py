@@ -12,8 +12,8 @@ from PIL import Image
 from screening import resources
 from tests.conftest import BUNDLED_MODEL_VERSION
 
-CLEAR_GLAUCOMA = "glaucoma/Im353_g_ACRIMA.jpg"  # P = 0.99 (see samples/acrima/README.md)
-CLEAR_NORMAL = "normal/Im024_ACRIMA.jpg"  # P = 0.05
+CLEAR_GLAUCOMA = "glaucoma/Im353_g_ACRIMA.jpg"  # P = 1.00 (see samples/acrima/README.md)
+CLEAR_NORMAL = "normal/Im024_ACRIMA.jpg"  # P = 0.09
 
 
 def image_bytes(sample_dir, name):

@@ -59,7 +59,7 @@ def test_the_base_set_trains_the_invariant_head_recipe(tmp_path):
     from training.head import C_GRID
     from training.network import OUTPUT_LAYER
 
-    hp = Hyperparameters(augmented_copies=1)
+    hp = Hyperparameters(augmented_copies=1, head_c=0.0)
     folder = base_set.find("glaucoma")
     splits = base_set.eval_splits(folder)
     model, loaded, history, extras = base_set.fit_with_base_features(hp, splits, tmp_path, folder)
@@ -81,7 +81,7 @@ def test_hyperparameters_that_cannot_use_stored_features_are_recognised():
     assert not base_set.compatible(Hyperparameters(image_size=96))
     assert not base_set.compatible(Hyperparameters(pretrained=False))
     assert not base_set.compatible(Hyperparameters(fine_tune_from_block=9))
-    # another trunk, other pooling or other batch statistics (model card rows 29-33) than the stored features'
+    # another trunk, other pooling or other batch statistics (model card rows 29-33, 44) than the stored features'
     for options in ({"backbone": "lite2"}, {"pool_radius_cells": 5.0}, {"antialias_from_block": -1},
-                    {"adapt_batch_norm": True}):
+                    {"adapt_batch_norm": True}, {"adapted_trunk": False}):
         assert not base_set.compatible(Hyperparameters(**options)), options

@@ -103,3 +103,46 @@ def test_adaptation_views_are_the_photographs_then_their_re_acquisitions(sample_
         assert all(np.abs(copy[i] - real_images[i]).mean() > 1e-3 for i in range(4))
     assert not np.array_equal(views[4:8], views[8:])
     assert np.array_equal(adaptation_views(real_images, paths, 2, seed=1), views)
+
+
+def test_an_adapted_trunk_file_gives_the_model_adapt_batch_norm_gives_and_moves_only_the_lower_statistics(
+        real_images, tmp_path):
+    """`make adapted-trunk` (model card row 44): the lower trunk's statistics stored in a trunk file
+    load into the same features as adapting in place; every other array is the ImageNet file's."""
+    from training.adapt_trunk import adapted_trunk_arrays
+    from training.features import pooled_model
+
+    source = network.backbone_weights_path()
+    arrays, adapted = adapted_trunk_arrays(source, real_images, below_block=2)
+    assert adapted == ["stem_bn", "block0_dw_bn", "block0_project_bn",
+                       "block1_expand_bn", "block1_dw_bn", "block1_project_bn"]
+    imagenet = np.load(source)
+    changed = {key for key in imagenet.files if not np.array_equal(imagenet[key], arrays[key])}
+    assert changed == {f"{name}:{i}" for name in adapted for i in (2, 3)}
+    np.savez(tmp_path / "efficientnet_lite0_trunk_fundus_bn.npz", **arrays)
+    from_file = pooled_model(network.build_classifier(
+        input_size=224, dropout=0.0, backbone_weights=tmp_path / "efficientnet_lite0_trunk_fundus_bn.npz"))
+    in_place = network.build_classifier(input_size=224, dropout=0.0)
+    network.adapt_batch_norm(in_place, real_images, below_block=2)
+    assert np.allclose(from_file.predict(real_images, verbose=0),
+                       pooled_model(in_place).predict(real_images, verbose=0), atol=1e-5)
+
+
+def test_the_committed_adapted_trunk_is_the_imagenet_trunk_with_its_provenance():
+    import hashlib
+    import json
+
+    path = network.backbone_weights_path(adapted=True)
+    provenance = json.loads(path.with_suffix(".json").read_text())
+    assert provenance["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    source = network.backbone_weights_path()
+    assert provenance["from_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    adapted, imagenet = np.load(path), np.load(source)
+    assert sorted(adapted.files) == sorted(imagenet.files)
+    changed = {key.rsplit(":", 1)[0] for key in imagenet.files if not np.array_equal(adapted[key], imagenet[key])}
+    assert changed == set(provenance["adapted_layers"]) and len(changed) == 6
+
+
+def test_a_missing_adapted_trunk_says_how_to_make_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make adapted-trunk"):
+        network.build_classifier(input_size=64, backbone_weights=tmp_path / "efficientnet_lite0_trunk_fundus_bn.npz")

@@ -102,16 +102,19 @@ def test_committed_model_card_and_report_hold_what_the_model_card_claims():
     invariance = report["invariance"]
     assert {"pad_4x3", "frame_4000x3000", "crop_80", "zoom_0.8", "zoom_1.2", "rotate_+15", "blur_1.5",
             "jpeg_q30", "grey", "colour_shift"} <= set(invariance)
-    for name in ("pad_4x3", "pad_3x4_offset", "grey"):  # the card: all targets met for these
+    for name in ("pad_4x3", "grey"):  # the card: all targets met for these
         assert invariance[name]["meets_targets"] and invariance[name]["delta_p_p95"] <= 0.1, name
-    # and a 4000x3000 camera frame misses p95 |dp| <= 0.1 by 0.004 (0.104), meeting the rest
-    frame = invariance["frame_4000x3000"]
-    assert frame["delta_p_p95"] <= 0.105 and min(frame["sensitivity"], frame["specificity"]) >= 0.80
-    assert abs(frame["roc_auc"] - m["roc_auc"]) <= 0.03
+    # and the offset 3:4 padding and a 4000x3000 camera frame miss p95 |dp| <= 0.1 (0.125, 0.129),
+    # meeting the rest
+    for name in ("pad_3x4_offset", "frame_4000x3000"):
+        framed = invariance[name]
+        assert framed["delta_p_p95"] <= 0.13 and min(framed["sensitivity"], framed["specificity"]) >= 0.80
+        assert abs(framed["roc_auc"] - m["roc_auc"]) <= 0.03, name
     targets = [v for v in invariance.values() if v["target"]]
-    assert sum(v["specificity"] >= 0.80 for v in targets) == 14 and min(v["sensitivity"] for v in targets) >= 0.80
+    assert sum(v["specificity"] >= 0.80 for v in targets) == 13 and min(v["sensitivity"] for v in targets) >= 0.80
     cv = report["cross_validation"]
     assert len(cv["folds"]) == 5 and cv["summary"]["roc_auc"]["sd"] > 0
+    assert cv["summary"]["roc_auc"]["mean"] >= 0.94  # the adapted trunk's gain (card row 44)
     from training.report import tables
 
     printed = tables(report)  # the model card's tables come from this
