@@ -15,7 +15,6 @@ camera's clear-lens discs better (card rows 33-34, 44). After it: `make base-set
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import time
@@ -56,21 +55,19 @@ def adapted_trunk_arrays(source: Path, images: np.ndarray, below_block: float = 
     return arrays, adapted
 
 
-def write(data: Path, backbone: str, below_block: int, copies: int, seed: int) -> dict:
+def write(data: Path, below_block: int, copies: int, seed: int) -> dict:
+    """The default (Lite0) trunk's adapted file and its provenance beside it; the only one measured."""
     from training.features import adaptation_views
-    from training.network import backbone_weights_path
+    from training.network import backbone_weights_path, trunk_fingerprint
 
-    source, out = backbone_weights_path(backbone), backbone_weights_path(backbone, adapted=True)
-    if backbone != "lite0":
-        raise SystemExit("the adapted trunk is measured for Lite0 only (card row 44)")
+    source, out = backbone_weights_path(), backbone_weights_path(adapted=True)
     train = data_mod.load_images(data_mod.discover_splits(data)["train"], size=224)
     images = adaptation_views(train.images, train.paths, copies, seed)
     arrays, adapted = adapted_trunk_arrays(source, images, below_block)
     np.savez_compressed(out, **arrays)
     provenance = {
         "trunk": out.name, "from": source.name,
-        "from_sha256": hashlib.sha256(source.read_bytes()).hexdigest()[:16],
-        "sha256": hashlib.sha256(out.read_bytes()).hexdigest()[:16],
+        "from_sha256": trunk_fingerprint(source), "sha256": trunk_fingerprint(out),
         "statistics_from": f"{data.name} train split: {len(train.labels)} photographs and {copies} "
                            f"re-acquisitions of each ({len(images)} views), seed {seed}",
         "licence": "ACRIMA, CC BY 4.0 (derived: batch-norm statistics)",
@@ -84,12 +81,11 @@ def write(data: Path, backbone: str, below_block: int, copies: int, seed: int) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="a data set with a train split (ACRIMA)")
-    parser.add_argument("--backbone", default="lite0")
     parser.add_argument("--below-block", type=int, default=BELOW_BLOCK)
     parser.add_argument("--copies", type=int, default=COPIES)
     parser.add_argument("--seed", type=int, default=42, help="the training job's default seed")
     args = parser.parse_args(argv)
-    print(json.dumps(write(args.data, args.backbone, args.below_block, args.copies, args.seed), indent=2))
+    print(json.dumps(write(args.data, args.below_block, args.copies, args.seed), indent=2))
     return 0
 
 

@@ -28,7 +28,6 @@ probe images, and fails with that instruction when they disagree.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import shutil
@@ -64,7 +63,7 @@ def eval_splits(folder: Path) -> dict[str, data_mod.LabelledFiles]:
 
 def compatible(hp) -> bool:
     """Stored features fit only the frozen, pretrained trunk at the base set's input size."""
-    from training.network import DEFAULT_BACKBONE, TRUNK_BLOCKS
+    from training.network import DEFAULT_BACKBONE, TRUNK_BLOCKS, trunk_fingerprint
 
     summary = json.loads((BASE_SET_DIR / f"{hp.condition}.json").read_text())
     return (hp.pretrained and hp.fine_tune_from_block >= TRUNK_BLOCKS and not hp.cam_channels
@@ -75,14 +74,10 @@ def compatible(hp) -> bool:
 
 
 def trunk_path(hp) -> Path:
+    """The trunk file these hyperparameters choose: the stored features fit only the one they were taken with."""
     from training.network import backbone_weights_path
 
     return backbone_weights_path(hp.backbone, hp.adapted_trunk)
-
-
-def trunk_fingerprint(path: Path) -> str:
-    """Which trunk file the stored features were taken with (the ImageNet one or the adapted one)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
 
 
 def _pooled_model(hp):
@@ -206,6 +201,8 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
                         train_labels=train.labels.astype(np.int8),
                         train_widths=data_mod.native_widths(train.paths).astype(np.int32),
                         probe_files=np.array(probe_files), probe_features=probe_features.astype(np.float16))
+    from training.network import trunk_fingerprint
+
     by_label: dict[str, int] = {}
     for split_counts in counts.values():
         for name, n in split_counts.items():

@@ -16,6 +16,7 @@ Why this shape:
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import keras
@@ -68,6 +69,11 @@ def backbone_weights_path(backbone: str = DEFAULT_BACKBONE, adapted: bool = Fals
 
 
 DEFAULT_BACKBONE_WEIGHTS = backbone_weights_path()
+
+
+def trunk_fingerprint(path: Path) -> str:
+    """Which trunk file features were taken with (the base set's check; the adapted trunk's provenance)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if Path(path).is_file() else ""
 
 
 def _stage_ends(backbone: str) -> list[int]:

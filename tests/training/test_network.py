@@ -129,14 +129,13 @@ def test_an_adapted_trunk_file_gives_the_model_adapt_batch_norm_gives_and_moves_
 
 
 def test_the_committed_adapted_trunk_is_the_imagenet_trunk_with_its_provenance():
-    import hashlib
     import json
 
     path = network.backbone_weights_path(adapted=True)
     provenance = json.loads(path.with_suffix(".json").read_text())
-    assert provenance["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    assert provenance["sha256"] == network.trunk_fingerprint(path) != ""
     source = network.backbone_weights_path()
-    assert provenance["from_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    assert provenance["from_sha256"] == network.trunk_fingerprint(source)
     adapted, imagenet = np.load(path), np.load(source)
     assert sorted(adapted.files) == sorted(imagenet.files)
     changed = {key.rsplit(":", 1)[0] for key in imagenet.files if not np.array_equal(adapted[key], imagenet[key])}
