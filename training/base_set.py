@@ -64,28 +64,23 @@ def eval_splits(folder: Path) -> dict[str, data_mod.LabelledFiles]:
 def compatible(hp) -> bool:
     """Stored features fit only the frozen, pretrained trunk at the base set's input size."""
     from training.network import DEFAULT_BACKBONE, TRUNK_BLOCKS, trunk_fingerprint
+    from training.train import trunk_weights
 
     summary = json.loads((BASE_SET_DIR / f"{hp.condition}.json").read_text())
     return (hp.pretrained and hp.fine_tune_from_block >= TRUNK_BLOCKS and not hp.cam_channels
             and not hp.local_contrast_sigma and not hp.input_blur_sigma
             and hp.backbone == DEFAULT_BACKBONE and not hp.pool_radius_cells and hp.antialias_from_block >= TRUNK_BLOCKS
-            and not hp.adapt_batch_norm and trunk_fingerprint(trunk_path(hp)) == summary["trunk_weights_sha256"]
+            and not hp.adapt_batch_norm and trunk_fingerprint(trunk_weights(hp)) == summary["trunk_weights_sha256"]
             and hp.image_size == summary["image_size"])
-
-
-def trunk_path(hp) -> Path:
-    """The trunk file these hyperparameters choose: the stored features fit only the one they were taken with."""
-    from training.network import backbone_weights_path
-
-    return backbone_weights_path(hp.backbone, hp.adapted_trunk)
 
 
 def _pooled_model(hp):
     from training.features import pooled_model
     from training.network import build_classifier
+    from training.train import trunk_weights
 
     model = build_classifier(input_size=hp.image_size, cam_channels=hp.cam_channels, dropout=hp.dropout,
-                             fine_tune_from_block=hp.fine_tune_from_block, backbone_weights=trunk_path(hp))
+                             fine_tune_from_block=hp.fine_tune_from_block, backbone_weights=trunk_weights(hp))
     return model, pooled_model(model)
 
 
@@ -202,6 +197,7 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
                         train_widths=data_mod.native_widths(train.paths).astype(np.int32),
                         probe_files=np.array(probe_files), probe_features=probe_features.astype(np.float16))
     from training.network import trunk_fingerprint
+    from training.train import trunk_weights
 
     by_label: dict[str, int] = {}
     for split_counts in counts.values():
@@ -211,7 +207,7 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
                "licence": "ACRIMA, CC BY 4.0 (derived: resized images and trunk features)",
                "image_size": hp.image_size, "image_side": IMAGE_SIDE, "decode_side": DECODE_SIDE,
                "augmented_copies": augmented_copies, "feature_dims": int(bank.shape[-1]),
-               "trunk_weights": trunk_path(hp).name, "trunk_weights_sha256": trunk_fingerprint(trunk_path(hp)),
+               "trunk_weights": trunk_weights(hp).name, "trunk_weights_sha256": trunk_fingerprint(trunk_weights(hp)),
                "by_split": counts, "by_label": by_label, "total": sum(by_label.values()),
                "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "command": "make base-set (python -m training.base_set --data <ACRIMA_DIR>)"}

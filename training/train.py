@@ -49,13 +49,21 @@ def resolve_splits(args, hp: Hyperparameters) -> dict[str, data_mod.LabelledFile
     return splits
 
 
+def trunk_weights(hp: Hyperparameters) -> Path | None:
+    """The trunk file a job loads (None: an untrained trunk); the base set's features fit only the
+    one they were taken with."""
+    from training.network import backbone_weights_path
+
+    return backbone_weights_path(hp.backbone, hp.adapted_trunk) if hp.pretrained else None
+
+
 def train(hp: Hyperparameters, splits: dict, checkpoint_dir: Path):
     """Load data with the serving preprocessing, build the model, fit it; returns
     (model, data, history, extras) where extras holds what only the frozen-trunk
     recipe measures (C selection, cross-validation)."""
     import keras
 
-    from training.network import TRUNK_BLOCKS, backbone_weights_path, build_classifier
+    from training.network import TRUNK_BLOCKS, build_classifier
 
     keras.utils.set_random_seed(hp.seed)
     loaded = {name: data_mod.load_images(files, size=hp.image_size) for name, files in splits.items()}
@@ -68,8 +76,7 @@ def train(hp: Hyperparameters, splits: dict, checkpoint_dir: Path):
                              input_blur_sigma=hp.input_blur_sigma,
                              backbone=hp.backbone, pool_radius_cells=hp.pool_radius_cells,
                              antialias_from_block=hp.antialias_from_block,
-                             backbone_weights=(backbone_weights_path(hp.backbone, hp.adapted_trunk)
-                                               if hp.pretrained else None))
+                             backbone_weights=trunk_weights(hp))
     if hp.adapt_batch_norm:
         from training.features import adaptation_views
         from training.network import adapt_batch_norm
