@@ -40,12 +40,16 @@ def main() -> int:
         clean, threshold = score(model, inputs["clean"])
         print(f"{model} (threshold {threshold:.3f})")
         for name, images in inputs.items():
-            p = score(model, images)[0]
-            r = classification_report(labels, p, threshold)
-            delta = np.abs(p - clean)
-            print(f"  {name:16s} AUC {r['roc_auc']:.3f} sens {r['sensitivity']:.3f} spec {r['specificity']:.3f}"
-                  f"  |dp| median {np.median(delta):.3f} p95 {np.percentile(delta, 95):.3f}")
+            print(f"  {variant_line(name, labels, score(model, images)[0], clean, threshold)}")
     return 0
+
+
+def variant_line(name: str, labels: np.ndarray, p: np.ndarray, clean: np.ndarray, threshold: float) -> str:
+    """A variant's figures at the model's own threshold, and how far it moved p from the clean inputs."""
+    r = classification_report(labels, p, threshold)
+    delta = np.abs(p - clean)
+    return (f"{name:16s} AUC {r['roc_auc']:.3f} sens {r['sensitivity']:.3f} spec {r['specificity']:.3f}"
+            f"  |dp| median {np.median(delta):.3f} p95 {np.percentile(delta, 95):.3f}")
 
 
 if __name__ == "__main__":

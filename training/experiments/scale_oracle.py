@@ -20,9 +20,9 @@ from screening.preprocessing import MODEL_INPUT_SIZE, WORKING_SIZE, canonical_in
 from training.acquisition import crop
 from training.data import read_splits_csv
 from training.evaluate import score
+from training.experiments.beyond_suite import variant_line
 from training.experiments.scale_normalised import reframed
 from training.features import load_photos
-from training.metrics import classification_report
 
 
 def main() -> int:
@@ -36,11 +36,7 @@ def main() -> int:
                 ("as they are", [canonical_input(c) for c in crops]),
                 ("re-framed at 1/f", [reframed(c, content_box(c), 1 / f, MODEL_INPUT_SIZE, WORKING_SIZE)
                                       for c in crops])):
-            p = score(model, np.stack(inputs))[0]
-            r = classification_report(labels, p, threshold)
-            d = np.abs(p - clean)
-            print(f"crop {f:.0%} {name:16s} AUC {r['roc_auc']:.3f} sens {r['sensitivity']:.3f}"
-                  f" spec {r['specificity']:.3f} |dp| median {np.median(d):.3f} p95 {np.percentile(d, 95):.3f}")
+            print(f"crop {f:.0%} {variant_line(name, labels, score(model, np.stack(inputs))[0], clean, threshold)}")
     return 0
 
 
