@@ -1,6 +1,6 @@
 """How a model holds beyond the invariance suite's ranges (card, experiment 42).
 
-    ACRIMA_DIR=... PYTHONPATH=functions:. python training/experiments/beyond_suite.py [MODEL_DIR ...]
+    ACRIMA_DIR=... PYTHONPATH=functions:. python training/experiments/beyond_suite.py [--mirror-tta] [MODEL_DIR ...]
 
 Two things another hospital's crops may do that the suite does not reach, on the test split,
 scored as serving scores them at each model's own threshold:
@@ -8,6 +8,7 @@ scored as serving scores them at each model's own threshold:
   stops at 80 %; ACRIMA's disc spans about half the crop side);
 - save the crop at a smaller pixel count: shorter side 300 down to 112 px (ACRIMA's crops are
   178-1,420 px wide; the model works at 224), each a JPEG at quality 95 as the suite's variants.
+With --mirror-tta every input is scored as the mean logit over it and its mirror image (tta.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import numpy as np
 from screening.config import BUNDLED_MODEL_DIR
 from training.acquisition import crop, encode, resample
 from training.data import read_splits_csv
-from training.evaluate import score
+from training.evaluate import score as score_one_view
+from training.experiments.tta import mean_over_mirror
 from training.metrics import classification_report
 from training.robustness import variant_inputs
 
@@ -34,11 +36,18 @@ VARIANTS = {
 def main() -> int:
     test = read_splits_csv(Path(os.environ["ACRIMA_DIR"]))["test"]
     paths, labels = list(test.paths), np.asarray(test.labels)
-    models = [Path(m) for m in sys.argv[1:]] or [BUNDLED_MODEL_DIR]
+    args = sys.argv[1:]
+    mirror_tta = "--mirror-tta" in args
+    models = [Path(m) for m in args if m != "--mirror-tta"] or [BUNDLED_MODEL_DIR]
     inputs = {name: variant_inputs(paths, variant) for name, variant in {"clean": encode, **VARIANTS}.items()}
+
+    def score(model: Path, images: np.ndarray) -> tuple[np.ndarray, float | None]:
+        p, threshold = score_one_view(model, images)
+        return (mean_over_mirror(p, score_one_view(model, images[:, :, ::-1])[0]) if mirror_tta else p), threshold
+
     for model in models:
         clean, threshold = score(model, inputs["clean"])
-        print(f"{model} (threshold {threshold:.3f})")
+        print(f"{model} (threshold {threshold:.3f}{', mirror TTA' if mirror_tta else ''})")
         for name, images in inputs.items():
             print(f"  {variant_line(name, labels, score(model, images)[0], clean, threshold)}")
     return 0

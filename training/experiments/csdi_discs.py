@@ -1,6 +1,6 @@
 """How often the committed glaucoma model calls a disc glaucomatous on another hospital's camera.
 
-    CSDI_DIR=<the CSDI folder> PYTHONPATH=functions:. python training/experiments/csdi_discs.py [--locator] [--model-dir DIR]
+    CSDI_DIR=<the CSDI folder> PYTHONPATH=functions:. python training/experiments/csdi_discs.py [--locator] [--model-dir DIR] [--mirror-tta]
 
 CSDI (a Chinese hospital's full-field photographs of cataract patients, CC BY-NC 4.0) has no
 glaucoma labels, but glaucoma is uncommon among them (none of the 187 expert descriptions
@@ -8,7 +8,8 @@ mentions it), so the share called glaucoma is, at most, a false positive rate on
 population and framing the model never saw: an upper bound on 1 - specificity there. Each disc
 is cropped at ACRIMA's framing around the annotated disc box (or the disc locator's with
 --locator), then preprocessed and scored as serving does. By cataract severity, since a dense
-cataract blurs the photograph and blur is the suite's weakest variant.
+cataract blurs the photograph and blur is the suite's weakest variant. With --mirror-tta each
+disc is scored as the mean logit over the crop and its mirror image (tta.py), at the same threshold.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from screening import disc, framing, quality
 from screening.config import BUNDLED_MODEL_DIR
 from screening.inference import GlaucomaModel
 from screening.preprocessing import DETAIL_DECODE_SIDE, decode_image
+from training.experiments.tta import mean_over_mirror
 
 GROUPS = (("severity 0-2.5", 0.0, 2.5), ("severity 3-3.5", 3.0, 3.5), ("severity 4-10", 4.0, 10.0))
 
@@ -33,6 +35,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--locator", action="store_true", help="crop where the disc locator finds the disc")
     parser.add_argument("--model-dir", type=Path, default=BUNDLED_MODEL_DIR, help="a model folder (default: the served one)")
+    parser.add_argument("--mirror-tta", action="store_true", help="the mean logit over the crop and its mirror image")
     args = parser.parse_args()
     csdi = Path(os.environ["CSDI_DIR"])  # required, as ACRIMA_DIR is for the other scripts here
     model = GlaucomaModel(args.model_dir, num_threads=1)
@@ -56,6 +59,8 @@ def main() -> int:
         box, tensor, crop_info = framing.disc_crop_input(image, info, found, locator.disc_to_crop,
                                                          model.card.input_size)
         p = model.predict(tensor[np.newaxis])[0].probability
+        if args.mirror_tta:
+            p = float(mean_over_mirror(np.array([p]), np.array([model.predict(tensor[np.newaxis, :, ::-1])[0].probability]))[0])
         # what serving's quality gate says of this crop (as the full-field path runs it)
         report = quality.assess(tensor, crop_info, waived=framing.FRAMING_REJECTIONS)
         verdict = report.rejection or ("flagged" if {"blurred", "low_resolution"} & set(report.flags) else "clean")

@@ -2,13 +2,16 @@
 and its mirror image) against one view, on the same folds, heads and features
 (training/crossval.py's folds: native width in 50-px bins).
 
-    ACRIMA_DIR=/path/to/acrima PYTHONPATH=functions:. python training/experiments/tta_cv.py [COPIES] [C,C,...] [mirror-head]
+    ACRIMA_DIR=/path/to/acrima PYTHONPATH=functions:. python training/experiments/tta_cv.py [COPIES] [C,C,...] [mirror-head] [adapted]
 
 The production recipe per fold (head on clean + re-acquired features of 85 % of the training
 folds, Platt scaling and the threshold on the other 15 %); the mirror view's features come from
 the same inputs flipped left to right. Prints per fold and mean +- sd for both, for each C given.
 With `mirror-head` the heads are fitted on the mirrored views' features too (twice the training
-rows, nothing more to serve). The features are cached in runs/tta_cv_banks_k<COPIES>.npz (a rerun with other C values reuses them).
+rows, nothing more to serve). With `adapted` the trunk is the served one, with its lower batch-norm
+statistics adapted (models/backbone/*_fundus_bn.npz; without it, ImageNet's, as rows 15-24 ran).
+The features are cached in runs/tta_cv_banks_k<COPIES>[_adapted].npz (a rerun with other C values
+reuses them).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np  # noqa: E402
 from training import data as data_mod  # noqa: E402
 from training.crossval import cross_validate  # noqa: E402
 from training.features import feature_bank, load_photos, pooled_model, split_mirror  # noqa: E402
-from training.network import DEFAULT_BACKBONE_WEIGHTS, build_classifier  # noqa: E402
+from training.network import DEFAULT_BACKBONE_WEIGHTS, backbone_weights_path, build_classifier  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tta import mean_over_mirror  # noqa: E402
@@ -32,9 +35,9 @@ from tta import mean_over_mirror  # noqa: E402
 SEED = 42
 
 
-def cache_path(copies: int = 6) -> Path:
+def cache_path(copies: int = 6, adapted: bool = False) -> Path:
     """Where the features of all 705 images (as taken and mirrored) are kept between runs."""
-    return Path(__file__).resolve().parents[2] / "runs" / f"tta_cv_banks_k{copies}.npz"
+    return Path(__file__).resolve().parents[2] / "runs" / f"tta_cv_banks_k{copies}{'_adapted' if adapted else ''}.npz"
 
 
 def banks(pooled, images: data_mod.LoadedImages, copies: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -46,16 +49,18 @@ def banks(pooled, images: data_mod.LoadedImages, copies: int, seed: int) -> tupl
 def main() -> int:
     copies = int(sys.argv[1]) if len(sys.argv) > 1 else 6
     c_values = [float(v) for v in (sys.argv[2] if len(sys.argv) > 2 else "0.3").split(",")]
-    mirror_head = len(sys.argv) > 3 and sys.argv[3] == "mirror-head"
+    flags = set(sys.argv[3:])
+    mirror_head, adapted = "mirror-head" in flags, "adapted" in flags
     splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
     order = ("train", "val", "test")
-    cache = cache_path(copies)
+    cache = cache_path(copies, adapted)
     if cache.exists():
         cached = np.load(cache)
         bank, mirror, labels, widths = cached["bank"], cached["mirror"], cached["labels"], cached["widths"]
     else:
         loaded = {name: data_mod.load_images(splits[name]) for name in order}
-        pooled = pooled_model(build_classifier(backbone_weights=DEFAULT_BACKBONE_WEIGHTS))
+        trunk = backbone_weights_path(adapted=True) if adapted else DEFAULT_BACKBONE_WEIGHTS
+        pooled = pooled_model(build_classifier(backbone_weights=trunk))
         pairs = [banks(pooled, loaded[name], copies, SEED + i) for i, name in enumerate(order)]
         bank = np.concatenate([p for p, _ in pairs], axis=1)
         mirror = np.concatenate([m for _, m in pairs], axis=1)
