@@ -52,7 +52,8 @@ def main() -> None:
     if any(m.card.input_size != size for m in models):
         raise SystemExit("the models' input sizes differ")
     image = np.random.default_rng(0).random((1, size, size, 3), dtype=np.float32)
-    arms = [(d, m, mirror) for d, m in zip(args.model_dirs, models) for mirror in (False, True)[:1 + args.mirror_tta]]
+    views = (False, True) if args.mirror_tta else (False,)
+    arms = [(d, m, mirror) for d, m in zip(args.model_dirs, models) for mirror in views]
     rounds: list[list[tuple[float, float, float]]] = [[] for _ in arms]
     for _ in range(args.rounds):
         for i, (_, model, mirror) in enumerate(arms):
@@ -66,6 +67,7 @@ def main() -> None:
               f"(rounds {', '.join(f'{t[0]:.2f}' for t in timings)}), "
               f"{statistics.median(t[1] for t in timings):.2f} ms wall (min {min(t[2] for t in timings):.2f}); "
               f"{cpu / baseline:.2f}x the first; files {files:.1f} MB")
+
 
 if __name__ == "__main__":
     main()

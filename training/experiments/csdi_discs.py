@@ -60,7 +60,8 @@ def main() -> int:
                                                          model.card.input_size)
         p = model.predict(tensor[np.newaxis])[0].probability
         if args.mirror_tta:
-            p = float(mean_over_mirror(np.array([p]), np.array([model.predict(tensor[np.newaxis, :, ::-1])[0].probability]))[0])
+            mirrored = model.predict(tensor[np.newaxis, :, ::-1])[0].probability
+            p = float(mean_over_mirror(np.array([p]), np.array([mirrored]))[0])
         # what serving's quality gate says of this crop (as the full-field path runs it)
         report = quality.assess(tensor, crop_info, waived=framing.FRAMING_REJECTIONS)
         verdict = report.rejection or ("flagged" if {"blurred", "low_resolution"} & set(report.flags) else "clean")

@@ -48,7 +48,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--directions", type=int, required=True)
     parser.add_argument("--views", type=int, default=14,
-                        help="views per photograph in the rows a head is fitted on (1 + copies, twice with mirror images)")
+                        help="views per photograph in the rows a head is fitted on "
+                             "(1 + copies, twice with mirror images)")
     parser.add_argument("target")
     args, rest = parser.parse_known_args()
     install(args.directions, args.views)

@@ -2,12 +2,13 @@
 
     ACRIMA_DIR=... PYTHONPATH=functions:. python training/experiments/scale_probe.py MODEL_DIR [ESTIMATOR.npz]
 
-A ridge regression on the served model's pooled features (the head's input), fitted on the train
-split's photographs cropped to a known share f of each side (50-100 %, random offset, half of them
-also randomly re-acquired), predicts log(1/f): how much tighter than ACRIMA's own framing a crop
-is. First, why learnt: row 22's blob measure, on the same centre crops. Scored on the test split's centre crops, clean and re-acquired. If it reads the scale well,
-the crop can be re-framed to ACRIMA's scale before the head (the issue's "scale normalisation":
-scale_normalised.py, which reads the estimator this script saves).
+First, why it is learnt: row 22's blob measure (and a variant thresholded at a share of its peak)
+on the test split's photographs and their 50 % centre crops. Then a ridge regression on the
+model's pooled trunk features (the head's input), fitted on the train split's photographs cropped
+to a known share f of each side (50-100 %, random offsets, half of them also randomly re-acquired),
+predicts log(1/f): how much tighter than ACRIMA's own framing a crop is. It is scored on the test
+split's centre crops, clean and re-acquired, and saved for scale_normalised.py, which re-frames
+every model input to ACRIMA's scale (the issue's "scale normalisation").
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def main() -> int:
     base = predict(test)
     labels = np.asarray(splits["test"].labels)
     from sklearn.metrics import roc_auc_score
-    print(f"is the predicted scale a label cue? AUC for glaucoma on the test photographs {roc_auc_score(labels, base):.3f}")
+    print("is the predicted scale a label cue? AUC for glaucoma on the test photographs"
+          f" {roc_auc_score(labels, base):.3f}")
     print(f"test photographs as they are: predicted 1/f median {np.exp(np.median(base)):.3f},"
           f" p5-p95 {np.exp(np.percentile(base, 5)):.3f}-{np.exp(np.percentile(base, 95)):.3f}")
     for f in (0.9, 0.8, 0.7, 0.6, 0.5):
