@@ -110,6 +110,7 @@ def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path)
     (model, loaded, history, extras) like train.train."""
     import keras
 
+    from training.features import split_mirror
     from training.train import fit_head_on_features, photo_bank
 
     keras.utils.set_random_seed(hp.seed)
@@ -135,11 +136,12 @@ def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path)
         train_widths.append(data_mod.native_widths(loaded["train"].paths))
     train_bank, train_y = np.concatenate(train_bank, axis=1), np.concatenate(train_y)
     val = loaded["val"]
-    val_bank = photo_bank(pooled, val, hp.augmented_copies, hp.seed + 1)
+    val_bank, val_mirror = split_mirror(photo_bank(pooled, val, hp.augmented_copies, hp.seed + 1,
+                                                   mirror=hp.mirror_views), hp.mirror_views)
     print(f"base set: {stored_bank.shape[1]} stored photographs + {len(train_y) - stored_bank.shape[1]} "
           f"uploads, each with {copies} re-acquired copies; val {len(val.labels)}", flush=True)
     history, extras = fit_head_on_features(model, train_bank, train_y, val_bank, val.labels, hp,
-                                           np.concatenate(train_widths))
+                                           np.concatenate(train_widths), val_mirror)
     if "train" not in loaded:  # evaluate_and_export reports the train split's size
         loaded["train"] = data_mod.LoadedImages(np.zeros((0, hp.image_size, hp.image_size, 3), np.float32),
                                                 np.zeros(0, np.int32), [], [])

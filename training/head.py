@@ -28,6 +28,11 @@ class LinearHead:
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.logits(features)))
 
+    def probabilities_over_mirror(self, features: np.ndarray, mirror_features: np.ndarray) -> np.ndarray:
+        """Mirror test-time augmentation: the probability of the mean logit over each view and its
+        mirror image's (screening.inference.mean_over_mirror, as serving runs it)."""
+        return 1.0 / (1.0 + np.exp(-(self.logits(features) + self.logits(mirror_features)) / 2))
+
     def calibrated(self, scale: float, shift: float) -> "LinearHead":
         """The head whose logit is scale * logit + shift."""
         return LinearHead(self.weights * scale, self.bias * scale + shift)
@@ -55,9 +60,15 @@ def select_c(train_x: np.ndarray, train_y: np.ndarray, val_sets: list[tuple[np.n
     return max(scores, key=scores.get), scores
 
 
-def platt_scaling(head: LinearHead, features: np.ndarray, labels: np.ndarray) -> LinearHead:
-    """Calibrate on held-out images: logistic regression of the labels on the logit."""
-    logits = head.logits(features)[:, None]
+def platt_scaling(head: LinearHead, features: np.ndarray, labels: np.ndarray,
+                  mirror_features: np.ndarray | None = None) -> LinearHead:
+    """Calibrate on held-out images: logistic regression of the labels on the logit (with
+    `mirror_features`, on the mean logit over each image and its mirror image, the logit that
+    mirror test-time augmentation serves)."""
+    logits = head.logits(features)
+    if mirror_features is not None:
+        logits = (logits + head.logits(mirror_features)) / 2
+    logits = logits[:, None]
     model = LogisticRegression(C=1e4, max_iter=1000).fit(logits, labels)
     return head.calibrated(float(model.coef_[0, 0]), float(model.intercept_[0]))
 

@@ -113,13 +113,13 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
     banks = {name: photo_bank(pooled, images, hp.augmented_copies, hp.seed + i, mirror=hp.mirror_views)
              for i, (name, images) in enumerate(loaded.items())}
     widths = {name: data_mod.native_widths(images.paths) for name, images in loaded.items()}
-    val_bank, _ = split_mirror(banks["val"], hp.mirror_views)
+    val_bank, val_mirror = split_mirror(banks["val"], hp.mirror_views)
     history, extras = fit_head_on_features(model, banks["train"], loaded["train"].labels,
-                                           val_bank, loaded["val"].labels, hp, widths["train"])
+                                           val_bank, loaded["val"].labels, hp, widths["train"], val_mirror)
     if "test" in banks and sum(len(b[0]) for b in banks.values()) >= 100:
         order = ("train", "val", "test")
         fit_bank = np.concatenate([banks[name] for name in order], axis=1)
-        bank, _ = split_mirror(fit_bank, hp.mirror_views)
+        bank, mirrored = split_mirror(fit_bank, hp.mirror_views)
         labels = np.concatenate([loaded[name].labels for name in order])
         all_widths = np.concatenate([widths[name] for name in order])
 
@@ -127,9 +127,13 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
             return crossval.size_balance_weights(all_widths[index], labels[index], hp.size_balance,
                                                  hp.size_balance_bin_px)
 
+        def over_mirror(head, view: int, index: np.ndarray) -> np.ndarray:
+            return head.probabilities_over_mirror(bank[view, index], mirrored[view, index])
+
         extras["cross_validation"] = crossval.cross_validate(
             bank, labels, all_widths, extras["c"], seed=hp.seed, min_sensitivity=hp.min_sensitivity,
-            fit_bank=fit_bank, fit_weights=fit_weights if hp.size_balance else None)
+            fit_bank=fit_bank, fit_weights=fit_weights if hp.size_balance else None,
+            view_scores=over_mirror if extras.get("mirror_tta") else None)
         for key, value in extras["cross_validation"]["summary"].items():
             print(f"  5-fold grouped CV {key}: {value['mean']:.3f} +- {value['sd']:.3f}", flush=True)
     return history, extras
@@ -185,12 +189,16 @@ def photo_bank(pooled, images: data_mod.LoadedImages, copies: int, seed: int,
 
 def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val_bank: np.ndarray,
                          val_y: np.ndarray, hp: Hyperparameters,
-                         train_widths: np.ndarray | None = None) -> tuple[dict, dict]:
+                         train_widths: np.ndarray | None = None,
+                         val_mirror: np.ndarray | None = None) -> tuple[dict, dict]:
     """The invariant head from feature banks (views, N, D): fitted on every view in train_bank
     (mirrored ones included), C chosen on val (clean and re-acquired), Platt-scaled on clean val,
     written into `model`'s dense unit; with `train_widths` (native pixel widths), each training
-    photograph weighted against the size shortcut (hp.size_balance). Shared by the image path
-    (fit_invariant_head) and the base set's stored features (training/base_set.py)."""
+    photograph weighted against the size shortcut (hp.size_balance). With `val_mirror` (val_bank's
+    views mirrored) and hp.mirror_tta, the model is served with mirror test-time augmentation
+    (extras["mirror_tta"]), so the Platt scaling and the threshold's scores are the mean logit over
+    each view and its mirror image. Shared by the image path (fit_invariant_head) and the base
+    set's stored features (training/base_set.py)."""
     from sklearn.metrics import log_loss, roc_auc_score
 
     from training.crossval import size_balance_weights
@@ -207,7 +215,8 @@ def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val
     if len(val_bank) > 1:
         val_sets.append((val_bank[1:].reshape(-1, dims), np.tile(val_y, len(val_bank) - 1)))
     c, scores = select_c(x, y, val_sets, grid=(hp.head_c,) if hp.head_c else C_GRID, sample_weight=weights)
-    head = platt_scaling(fit_head(x, y, c, weights), val_bank[0], val_y)
+    mirror_tta = hp.mirror_tta and val_mirror is not None
+    head = platt_scaling(fit_head(x, y, c, weights), val_bank[0], val_y, val_mirror[0] if mirror_tta else None)
     write_into(model, head)
     metrics_mod.print_metric("epoch", 1)  # progress (issue 8): the head is fitted in one pass
     for name, (features, labels) in (("train", (x, y)), ("val", (val_bank[0], val_y))):
@@ -216,13 +225,15 @@ def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val
         metrics_mod.print_metric(f"{name}_auc", roc_auc_score(labels, probabilities))
     for grid_c, score in scores.items():
         print(f"  C={grid_c:g}: mean val AUC (clean, re-acquired) {score:.4f}", flush=True)
-    print(f"head: C={c:g}, Platt-scaled on val", flush=True)
+    over_mirror = " (mean logit over each view and its mirror image)" if mirror_tta else ""
+    print(f"head: C={c:g}, Platt-scaled on val{over_mirror}", flush=True)
     history = {"c": list(scores), "val_auc": list(scores.values())}
     # The threshold is chosen on val as photographed AND re-acquired: it must keep its
     # sensitivity whatever the camera (measured: test specificity 0.54 -> 0.70 at the same
     # sensitivity on the W=112 bank, training/experiments/exp.py).
-    extras = {"c": c, "val_pooled": (head.probabilities(val_bank.reshape(-1, dims)),
-                                     np.tile(val_y, len(val_bank)))}
+    val_scores = (head.probabilities_over_mirror(val_bank.reshape(-1, dims), val_mirror.reshape(-1, dims))
+                  if mirror_tta else head.probabilities(val_bank.reshape(-1, dims)))
+    extras = {"c": c, "val_pooled": (val_scores, np.tile(val_y, len(val_bank))), "mirror_tta": mirror_tta}
     return history, extras
 
 
@@ -282,7 +293,7 @@ def fit_end_to_end(model, train_set, val_set, hp: Hyperparameters, checkpoint_di
 
 def evaluate_and_export(model, loaded: dict, history: dict, hp: Hyperparameters,
                         model_dir: Path, report_dir: Path, elapsed_s: float, extras: dict | None = None) -> dict:
-    from screening.inference import GlaucomaModel
+    from screening.inference import GlaucomaModel, mean_over_mirror
     from training import plots, robustness
     from training.export import export_tflite, keras_probabilities
     from training.head import expected_calibration_error, reliability_table
@@ -291,18 +302,26 @@ def evaluate_and_export(model, loaded: dict, history: dict, hp: Hyperparameters,
     model_dir.mkdir(parents=True, exist_ok=True)
     report_dir.mkdir(parents=True, exist_ok=True)
     val = loaded["val"]
-    val_scores = keras_probabilities(model, val.images)
+    mirror_tta = bool(extras.get("mirror_tta"))
+
+    def probabilities(images: np.ndarray) -> np.ndarray:
+        """As the exported model serves them (model.json test_time_augmentation)."""
+        p = keras_probabilities(model, images)
+        return mean_over_mirror(p, keras_probabilities(model, images[:, :, ::-1])) if mirror_tta else p
+
+    val_scores = probabilities(val.images)
     if "val_pooled" in extras:
         pooled_scores, pooled_labels = extras["val_pooled"]
         threshold = metrics_mod.choose_threshold(pooled_labels, pooled_scores, hp.min_sensitivity)
         threshold_rule = (f"Youden-optimal on val (as photographed and {hp.augmented_copies} re-acquired "
-                          f"copies) with sensitivity >= {hp.min_sensitivity}")
+                          f"copies) with sensitivity >= {hp.min_sensitivity}"
+                          + (", each scored as the mean logit over it and its mirror image" if mirror_tta else ""))
     else:
         threshold = metrics_mod.choose_threshold(val.labels, val_scores, hp.min_sensitivity)
         threshold_rule = f"Youden-optimal on val with sensitivity >= {hp.min_sensitivity}"
     report_split = "test" if "test" in loaded else "val"
     evaluated = loaded[report_split]
-    scores = keras_probabilities(model, evaluated.images)
+    scores = probabilities(evaluated.images)
     report = metrics_mod.classification_report(evaluated.labels, scores, threshold)
     version = hp.model_version or datetime.now(timezone.utc).strftime("glaucoma-%Y%m%d-%H%M%S")
 
@@ -313,6 +332,7 @@ def evaluate_and_export(model, loaded: dict, history: dict, hp: Hyperparameters,
         "threshold": threshold,
         "input_size": hp.image_size,
         "input_contract": "colour fundus photograph cropped and centred on the optic disc",
+        "test_time_augmentation": "mirror" if mirror_tta else "none",
         # Which images the metrics come from: only models scored on the same set are compared.
         "evaluation_set": evaluation_fingerprint(evaluated.paths),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,18 @@ except ImportError:  # pragma: no cover - training environments have TensorFlow 
 
 MODEL_FILE = "glaucoma.tflite"
 CARD_FILE = "model.json"
+# model.json "test_time_augmentation": "mirror" scores each photograph as the mean logit over it and
+# its mirror image (left and right eyes mirror; model card row 51), two passes of the same file
+TEST_TIME_AUGMENTATIONS = ("none", "mirror")
+
+
+def mean_over_mirror(p: np.ndarray, p_mirror: np.ndarray) -> np.ndarray:
+    """The probability of the mean logit of a view and of its mirror image."""
+    def logit(q: np.ndarray) -> np.ndarray:
+        q = np.clip(np.asarray(q, np.float64), 1e-6, 1 - 1e-6)
+        return np.log(q / (1 - q))
+
+    return 1 / (1 + np.exp(-(logit(p) + logit(p_mirror)) / 2))
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,7 @@ class ModelCard:
     # model (normal/cataract) serves with the same code. Cards without them are glaucoma models.
     class_names: tuple[str, str] = ("normal", "glaucoma")
     condition: str = "glaucoma"
+    test_time_augmentation: str = "none"  # one of TEST_TIME_AUGMENTATIONS
     # The whole card: fields other conditions add (framing, severity mapping) without changing this class.
     extras: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -47,10 +60,15 @@ class ModelCard:
     def read(cls, path: Path) -> "ModelCard":
         card = json.loads(Path(path).read_text())
         class_names = tuple(card.get("class_names") or ("normal", "glaucoma"))
+        augmentation = str(card.get("test_time_augmentation") or "none")
+        if augmentation not in TEST_TIME_AUGMENTATIONS:
+            raise ValueError(f"{path}: test_time_augmentation {augmentation!r} is not one of "
+                             f"{TEST_TIME_AUGMENTATIONS}")
         return cls(version=str(card["version"]), threshold=float(card["threshold"]),
                    input_size=int(card["input_size"]), metrics=card.get("metrics", {}),
                    class_names=class_names,  # type: ignore[arg-type]
-                   condition=str(card.get("condition") or class_names[1]), extras=card)
+                   condition=str(card.get("condition") or class_names[1]),
+                   test_time_augmentation=augmentation, extras=card)
 
 
 def label_for(probability: float, threshold: float,
@@ -61,9 +79,16 @@ def label_for(probability: float, threshold: float,
 class GlaucomaModel:
     """Loaded once per container; `predict` takes a whole batch in one interpreter call."""
 
-    def __init__(self, model_dir: Path, num_threads: int | None = None) -> None:
+    def __init__(self, model_dir: Path, num_threads: int | None = None,
+                 test_time_augmentation: str | None = None) -> None:
+        """`test_time_augmentation`: overrides the card's (benches and experiments compare one view)."""
         model_dir = Path(model_dir)
         self.card = ModelCard.read(model_dir / CARD_FILE)
+        if test_time_augmentation is not None:
+            if test_time_augmentation not in TEST_TIME_AUGMENTATIONS:
+                raise ValueError(f"test_time_augmentation {test_time_augmentation!r} is not one of "
+                                 f"{TEST_TIME_AUGMENTATIONS}")
+            self.card = replace(self.card, test_time_augmentation=test_time_augmentation)
         self._interpreter = Interpreter(model_path=str(model_dir / MODEL_FILE), num_threads=num_threads)
         signatures = self._interpreter.get_signature_list()
         runner = self._interpreter.get_signature_runner(next(iter(signatures)))
@@ -95,19 +120,29 @@ class GlaucomaModel:
         if batch.ndim != 4 or batch.shape[1:] != (self.card.input_size, self.card.input_size, 3):
             raise ValueError(f"expected (N, {self.card.input_size}, {self.card.input_size}, 3), got {batch.shape}")
         probabilities, cams = [], []
+        mirror = self.card.test_time_augmentation == "mirror"
         with self._lock:
             for i in range(len(batch)):
-                self._interpreter.set_tensor(self._input_index, batch[i:i + 1])
-                self._interpreter.invoke()
-                by_rank = {}
-                for index in self._output_indices:
-                    value = self._interpreter.get_tensor(index)
-                    by_rank[value.ndim] = value
-                probabilities.append(by_rank[1])
-                cams.append(by_rank[3])
+                probability, cam = self._invoke(batch[i:i + 1])
+                if mirror:  # the mirror image's map is mirrored back onto the photograph's
+                    probability_m, cam_m = self._invoke(np.ascontiguousarray(batch[i:i + 1, :, ::-1]))
+                    probability = mean_over_mirror(probability, probability_m)
+                    cam = (cam + cam_m[:, :, ::-1]) / 2  # mean(cam) + bias stays the (mean) logit
+                probabilities.append(probability)
+                cams.append(cam)
         if not probabilities:
             return np.zeros(0, np.float64), np.zeros((0, 0, 0), np.float32)
         return np.concatenate(probabilities).astype(np.float64), np.concatenate(cams).astype(np.float32)
+
+    def _invoke(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One (1, S, S, 3) image through the interpreter: probability (1,), CAM (1, h, w)."""
+        self._interpreter.set_tensor(self._input_index, image)
+        self._interpreter.invoke()
+        by_rank = {}
+        for index in self._output_indices:
+            value = self._interpreter.get_tensor(index)
+            by_rank[value.ndim] = value
+        return by_rank[1], by_rank[3]
 
     def predict(self, images: np.ndarray) -> list[Prediction]:
         probabilities, cams = self.probabilities_and_cams(images)

@@ -69,7 +69,16 @@ def test_the_base_set_trains_the_invariant_head_recipe(tmp_path):
     weights, _ = model.get_layer(OUTPUT_LAYER).get_weights()
     assert np.abs(weights).sum() > 0
     test = loaded["test"]
+    from screening.inference import mean_over_mirror
     from training.export import keras_probabilities
+
+    # served with mirror test-time augmentation (card row 52): the threshold's val scores are the
+    # mean logit over each photograph and its mirror image, as the exported model will serve them
+    val = loaded["val"].images
+    assert extras["mirror_tta"]
+    served_val = mean_over_mirror(keras_probabilities(model, val), keras_probabilities(model, val[:, :, ::-1]))
+    assert np.abs(pooled_scores[:len(val)] - served_val).max() < 1e-4
+    assert np.abs(pooled_scores[:len(val)] - keras_probabilities(model, val)).max() > 1e-3  # not one view
 
     scores = keras_probabilities(model, test.images)
     assert roc_auc_score(test.labels, scores) > 0.75  # a trained head, not chance

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from screening.config import Settings
-from screening.inference import GlaucomaModel
+from screening.inference import GlaucomaModel, mean_over_mirror
 from screening.service import ScreeningRequest, ScreeningService
 from training.data import LabelledFiles, load_images
 
@@ -54,8 +54,12 @@ def real_images(sample_files) -> np.ndarray:
 def test_keras_and_tflite_agree_on_real_images(real_images):
     import keras
 
-    keras_probabilities = keras.models.load_model(MODELS / "glaucoma.keras").predict(real_images, verbose=0)[:, 0]
-    tflite_probabilities, cams = GlaucomaModel(MODELS).probabilities_and_cams(real_images)
+    keras_model = keras.models.load_model(MODELS / "glaucoma.keras")
+    served = GlaucomaModel(MODELS)
+    assert served.card.test_time_augmentation == "mirror"  # the card's model (card row 52)
+    keras_probabilities = mean_over_mirror(keras_model.predict(real_images, verbose=0)[:, 0],
+                                           keras_model.predict(real_images[:, :, ::-1], verbose=0)[:, 0])
+    tflite_probabilities, cams = served.probabilities_and_cams(real_images)
     assert np.abs(keras_probabilities - tflite_probabilities).max() < 1e-4
     assert cams.shape == (len(real_images), 14, 14)
     # The CAM is the dense layer applied per location: its mean plus the bias is the logit.
@@ -87,6 +91,35 @@ def test_freshly_exported_tflite_matches_its_keras_model(tmp_path, real_images, 
     assert np.allclose(1 / (1 + np.exp(-(cams.mean(axis=(1, 2)) + bias))), served, atol=1e-4)
 
 
+def test_mirror_test_time_augmentation_is_the_mean_logit_and_the_mirrored_back_heatmap(tmp_path, real_images):
+    """model.json "test_time_augmentation": "mirror": each photograph is scored as the mean logit over
+    it and its mirror image, and its heatmap is the mean of its own map and the mirror image's map
+    mirrored back, so the heatmap's mean plus the bias stays the served logit."""
+    import json
+    import shutil
+
+    shutil.copy(MODELS / "glaucoma.tflite", tmp_path / "glaucoma.tflite")
+    card = json.loads((MODELS / "model.json").read_text())
+    (tmp_path / "model.json").write_text(json.dumps({**card, "test_time_augmentation": "none"}))
+    one_view = GlaucomaModel(tmp_path)
+    images = real_images[:6]
+    p, cams = one_view.probabilities_and_cams(images)
+    p_mirror, cams_mirror = one_view.probabilities_and_cams(np.ascontiguousarray(images[:, :, ::-1]))
+    assert np.abs(p - p_mirror).max() > 1e-3  # the photographs are not symmetric: the test can fail
+    (tmp_path / "model.json").write_text(json.dumps({**card, "test_time_augmentation": "mirror"}))
+    served_p, served_cams = GlaucomaModel(tmp_path).probabilities_and_cams(images)
+    assert np.allclose(served_p, mean_over_mirror(p, p_mirror), atol=1e-6)
+    assert np.allclose(served_cams, (cams + cams_mirror[:, :, ::-1]) / 2, atol=1e-6)
+    logit = lambda q: np.log(q / (1 - q))  # noqa: E731
+    bias = np.mean(logit(p) - cams.mean(axis=(1, 2)))
+    assert np.allclose(served_cams.mean(axis=(1, 2)) + bias, logit(served_p), atol=1e-3)
+    # benches and experiments may switch it off for one view
+    assert np.array_equal(GlaucomaModel(tmp_path, test_time_augmentation="none").probabilities_and_cams(images)[0], p)
+    (tmp_path / "model.json").write_text(json.dumps({**card, "test_time_augmentation": "rotate"}))
+    with pytest.raises(ValueError, match="test_time_augmentation"):
+        GlaucomaModel(tmp_path)
+
+
 def test_committed_model_card_and_report_hold_what_the_model_card_claims():
     """The committed files carry the issue-11 evaluation: clean test figures, calibration,
     the invariance suite per variant and the grouped cross-validation."""
@@ -102,19 +135,16 @@ def test_committed_model_card_and_report_hold_what_the_model_card_claims():
     invariance = report["invariance"]
     assert {"pad_4x3", "frame_4000x3000", "crop_80", "zoom_0.8", "zoom_1.2", "rotate_+15", "blur_1.5",
             "jpeg_q30", "grey", "colour_shift"} <= set(invariance)
-    for name in ("pad_4x3", "grey"):  # the card: all targets met for these
+    # the card: all targets met for both paddings, the camera frame and grey level (mirror TTA, row 52)
+    for name in ("pad_4x3", "pad_3x4_offset", "frame_4000x3000", "grey"):
         assert invariance[name]["meets_targets"] and invariance[name]["delta_p_p95"] <= 0.1, name
-    # and the offset 3:4 padding and a 4000x3000 camera frame miss p95 |dp| <= 0.1 (0.125, 0.129),
-    # meeting the rest
-    for name in ("pad_3x4_offset", "frame_4000x3000"):
-        framed = invariance[name]
-        assert framed["delta_p_p95"] <= 0.13 and min(framed["sensitivity"], framed["specificity"]) >= 0.80
-        assert abs(framed["roc_auc"] - m["roc_auc"]) <= 0.03, name
     targets = [v for v in invariance.values() if v["target"]]
-    assert sum(v["specificity"] >= 0.80 for v in targets) == 13 and min(v["sensitivity"] for v in targets) >= 0.80
+    assert sum(v["specificity"] >= 0.80 for v in targets) == 14 and min(v["sensitivity"] for v in targets) >= 0.80
+    assert invariance["blur_1.5"]["specificity"] < 0.80  # the one it misses, as the card says
     cv = report["cross_validation"]
     assert len(cv["folds"]) == 5 and cv["summary"]["roc_auc"]["sd"] > 0
-    assert cv["summary"]["roc_auc"]["mean"] >= 0.94  # the adapted trunk's gain (card row 44)
+    assert cv["summary"]["roc_auc"]["mean"] >= 0.95  # the adapted trunk and mirror TTA (card rows 44, 52)
+    assert card["test_time_augmentation"] == "mirror" and "mirror image" in report["threshold_rule"]
     from training.report import tables
 
     printed = tables(report)  # the model card's tables come from this

@@ -64,6 +64,7 @@ def test_job_succeeds_and_writes_model_and_report(smoke_job):
     assert {"glaucoma.keras", "glaucoma.tflite", "model.json"} <= {p.name for p in model_dir.iterdir()}
     card = json.loads((model_dir / "model.json").read_text())
     assert card["version"] == "smoke-1" and card["input_size"] == 64 and 0 < card["threshold"] < 1
+    assert card["test_time_augmentation"] == "mirror"  # the frozen-trunk head's default (card row 52)
     report_dir = opt_ml / "output" / "data"
     metrics = json.loads((report_dir / "metrics.json").read_text())
     assert metrics["reported_on"] == "test" and metrics["test"]["n"] == 2

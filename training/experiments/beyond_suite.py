@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from screening.config import BUNDLED_MODEL_DIR
+from screening.inference import mean_over_mirror
 from training.acquisition import crop, encode, resample
 from training.data import read_splits_csv
 from training.evaluate import score as score_one_view
-from training.experiments.tta import mean_over_mirror
 from training.metrics import classification_report
 from training.robustness import variant_inputs
 

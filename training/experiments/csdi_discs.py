@@ -24,9 +24,8 @@ import numpy as np
 
 from screening import disc, framing, quality
 from screening.config import BUNDLED_MODEL_DIR
-from screening.inference import GlaucomaModel
+from screening.inference import GlaucomaModel, mean_over_mirror
 from screening.preprocessing import DETAIL_DECODE_SIDE, decode_image
-from training.experiments.tta import mean_over_mirror
 
 GROUPS = (("severity 0-2.5", 0.0, 2.5), ("severity 3-3.5", 3.0, 3.5), ("severity 4-10", 4.0, 10.0))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from screening.inference import GlaucomaModel
+from screening.inference import GlaucomaModel, mean_over_mirror
 from training import data as data_mod
 from training.metrics import choose_threshold, classification_report
 from training.robustness import invariance_report
@@ -24,19 +24,10 @@ from training.robustness import invariance_report
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def mean_over_mirror(p: np.ndarray, p_mirror: np.ndarray) -> np.ndarray:
-    """The probability of the mean logit of a view and of its mirror image."""
-    def logit(q: np.ndarray) -> np.ndarray:
-        q = np.clip(q, 1e-6, 1 - 1e-6)
-        return np.log(q / (1 - q))
-
-    return 1 / (1 + np.exp(-(logit(p) + logit(p_mirror)) / 2))
-
-
 def main() -> int:
     acrima = Path(os.environ["ACRIMA_DIR"])
     splits = data_mod.read_splits_csv(acrima)
-    model = GlaucomaModel(ROOT / "models", num_threads=1)
+    model = GlaucomaModel(ROOT / "models", num_threads=1, test_time_augmentation="none")  # one view
 
     def one(inputs: np.ndarray) -> np.ndarray:
         return model.probabilities_and_cams(inputs)[0]

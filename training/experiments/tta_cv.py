@@ -24,13 +24,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from screening.inference import mean_over_mirror  # noqa: E402
 from training import data as data_mod  # noqa: E402
 from training.crossval import cross_validate  # noqa: E402
 from training.features import feature_bank, load_photos, pooled_model, split_mirror  # noqa: E402
 from training.network import DEFAULT_BACKBONE_WEIGHTS, backbone_weights_path, build_classifier  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tta import mean_over_mirror  # noqa: E402
 
 SEED = 42
 
