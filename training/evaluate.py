@@ -28,8 +28,10 @@ from training.robustness import variant_inputs
 ALL_VARIANTS = {**VARIANTS, **EXTRA_VARIANTS}
 
 
-def score(model_path: Path, images: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, float | None]:
-    """Probabilities from a .keras file or a serving model folder, and its own threshold."""
+def score(model_path: Path, images: np.ndarray, batch_size: int = 32,
+          test_time_augmentation: str | None = None) -> tuple[np.ndarray, float | None]:
+    """Probabilities from a .keras file or a serving model folder, and its own threshold
+    (`test_time_augmentation`: a serving folder scored otherwise than its card says)."""
     card_path = (model_path if model_path.is_dir() else model_path.parent) / "model.json"
     threshold = json.loads(card_path.read_text())["threshold"] if card_path.is_file() else None
     if model_path.suffix == ".keras":
@@ -39,7 +41,8 @@ def score(model_path: Path, images: np.ndarray, batch_size: int = 32) -> tuple[n
         return model.predict(images, batch_size=batch_size, verbose=0)[:, 0], threshold
     from screening.inference import GlaucomaModel
 
-    served = GlaucomaModel(model_path if model_path.is_dir() else model_path.parent)
+    served = GlaucomaModel(model_path if model_path.is_dir() else model_path.parent,
+                           test_time_augmentation=test_time_augmentation)
     scores = [served.probabilities_and_cams(images[i:i + batch_size])[0]
               for i in range(0, len(images), batch_size)]
     return np.concatenate(scores), served.threshold

@@ -25,6 +25,13 @@ CARD_FILE = "model.json"
 TEST_TIME_AUGMENTATIONS = ("none", "mirror")
 
 
+def checked_augmentation(name: str, where: str) -> str:
+    """A test-time augmentation's name, or ValueError naming where it came from."""
+    if name not in TEST_TIME_AUGMENTATIONS:
+        raise ValueError(f"{where}: test_time_augmentation {name!r} is not one of {TEST_TIME_AUGMENTATIONS}")
+    return name
+
+
 def mean_over_mirror(p: np.ndarray, p_mirror: np.ndarray) -> np.ndarray:
     """The probability of the mean logit of a view and of its mirror image."""
     def logit(q: np.ndarray) -> np.ndarray:
@@ -60,10 +67,7 @@ class ModelCard:
     def read(cls, path: Path) -> "ModelCard":
         card = json.loads(Path(path).read_text())
         class_names = tuple(card.get("class_names") or ("normal", "glaucoma"))
-        augmentation = str(card.get("test_time_augmentation") or "none")
-        if augmentation not in TEST_TIME_AUGMENTATIONS:
-            raise ValueError(f"{path}: test_time_augmentation {augmentation!r} is not one of "
-                             f"{TEST_TIME_AUGMENTATIONS}")
+        augmentation = checked_augmentation(str(card.get("test_time_augmentation") or "none"), str(path))
         return cls(version=str(card["version"]), threshold=float(card["threshold"]),
                    input_size=int(card["input_size"]), metrics=card.get("metrics", {}),
                    class_names=class_names,  # type: ignore[arg-type]
@@ -85,10 +89,8 @@ class GlaucomaModel:
         model_dir = Path(model_dir)
         self.card = ModelCard.read(model_dir / CARD_FILE)
         if test_time_augmentation is not None:
-            if test_time_augmentation not in TEST_TIME_AUGMENTATIONS:
-                raise ValueError(f"test_time_augmentation {test_time_augmentation!r} is not one of "
-                                 f"{TEST_TIME_AUGMENTATIONS}")
-            self.card = replace(self.card, test_time_augmentation=test_time_augmentation)
+            self.card = replace(self.card, test_time_augmentation=checked_augmentation(
+                test_time_augmentation, "GlaucomaModel"))
         self._interpreter = Interpreter(model_path=str(model_dir / MODEL_FILE), num_threads=num_threads)
         signatures = self._interpreter.get_signature_list()
         runner = self._interpreter.get_signature_runner(next(iter(signatures)))

@@ -8,7 +8,8 @@ scored as serving scores them at each model's own threshold:
   stops at 80 %; ACRIMA's disc spans about half the crop side);
 - save the crop at a smaller pixel count: shorter side 300 down to 112 px (ACRIMA's crops are
   178-1,420 px wide; the model works at 224), each a JPEG at quality 95 as the suite's variants.
-With --mirror-tta every input is scored as the mean logit over it and its mirror image (tta.py).
+With --mirror-tta every input is scored as the mean logit over it and its mirror image, whatever
+the model's card says (screening.inference's mirror test-time augmentation).
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from screening.config import BUNDLED_MODEL_DIR
-from screening.inference import mean_over_mirror
+from training import evaluate
 from training.acquisition import crop, encode, resample
 from training.data import read_splits_csv
-from training.evaluate import score as score_one_view
 from training.metrics import classification_report
 from training.robustness import variant_inputs
 
@@ -40,10 +40,10 @@ def main() -> int:
     mirror_tta = "--mirror-tta" in args
     models = [Path(m) for m in args if m != "--mirror-tta"] or [BUNDLED_MODEL_DIR]
     inputs = {name: variant_inputs(paths, variant) for name, variant in {"clean": encode, **VARIANTS}.items()}
+    augmentation = "mirror" if mirror_tta else None  # None: as the model's card says
 
     def score(model: Path, images: np.ndarray) -> tuple[np.ndarray, float | None]:
-        p, threshold = score_one_view(model, images)
-        return (mean_over_mirror(p, score_one_view(model, images[:, :, ::-1])[0]) if mirror_tta else p), threshold
+        return evaluate.score(model, images, test_time_augmentation=augmentation)
 
     for model in models:
         clean, threshold = score(model, inputs["clean"])

@@ -9,7 +9,8 @@ population and framing the model never saw: an upper bound on 1 - specificity th
 is cropped at ACRIMA's framing around the annotated disc box (or the disc locator's with
 --locator), then preprocessed and scored as serving does. By cataract severity, since a dense
 cataract blurs the photograph and blur is the suite's weakest variant. With --mirror-tta each
-disc is scored as the mean logit over the crop and its mirror image (tta.py), at the same threshold.
+disc is scored as the mean logit over the crop and its mirror image whatever the model's card says,
+at the same threshold.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from screening import disc, framing, quality
 from screening.config import BUNDLED_MODEL_DIR
-from screening.inference import GlaucomaModel, mean_over_mirror
+from screening.inference import GlaucomaModel
 from screening.preprocessing import DETAIL_DECODE_SIDE, decode_image
 
 GROUPS = (("severity 0-2.5", 0.0, 2.5), ("severity 3-3.5", 3.0, 3.5), ("severity 4-10", 4.0, 10.0))
@@ -37,7 +38,8 @@ def main() -> int:
     parser.add_argument("--mirror-tta", action="store_true", help="the mean logit over the crop and its mirror image")
     args = parser.parse_args()
     csdi = Path(os.environ["CSDI_DIR"])  # required, as ACRIMA_DIR is for the other scripts here
-    model = GlaucomaModel(args.model_dir, num_threads=1)
+    model = GlaucomaModel(args.model_dir, num_threads=1,
+                          test_time_augmentation="mirror" if args.mirror_tta else None)
     locator = disc.default_locator()
     scored: list[tuple[float, float, int, str]] = []  # severity, p, crop side, the gate's verdict
     missed = 0
@@ -58,9 +60,6 @@ def main() -> int:
         box, tensor, crop_info = framing.disc_crop_input(image, info, found, locator.disc_to_crop,
                                                          model.card.input_size)
         p = model.predict(tensor[np.newaxis])[0].probability
-        if args.mirror_tta:
-            mirrored = model.predict(tensor[np.newaxis, :, ::-1])[0].probability
-            p = float(mean_over_mirror(np.array([p]), np.array([mirrored]))[0])
         # what serving's quality gate says of this crop (as the full-field path runs it)
         report = quality.assess(tensor, crop_info, waived=framing.FRAMING_REJECTIONS)
         verdict = report.rejection or ("flagged" if {"blurred", "low_resolution"} & set(report.flags) else "clean")
