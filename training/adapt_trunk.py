@@ -32,13 +32,15 @@ MOVING_STATISTICS = (2, 3)  # a batch-norm layer's weights: gamma, beta, moving 
 
 
 def adapted_trunk_arrays(source: Path, images: np.ndarray, below_block: float = BELOW_BLOCK,
-                         image_size: int = 224) -> tuple[dict[str, np.ndarray], list[str]]:
-    """The trunk file's arrays with the adapted layers' moving statistics replaced; and those layers."""
+                         image_size: int = 224, backbone: str = "lite0"
+                         ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The trunk file's arrays with the adapted layers' moving statistics replaced; and those layers.
+    `below_block` counts `backbone`'s own blocks."""
     from keras import layers
 
     from training.network import adapt_batch_norm, build_classifier
 
-    model = build_classifier(input_size=image_size, dropout=0.0, backbone_weights=source)
+    model = build_classifier(input_size=image_size, dropout=0.0, backbone_weights=source, backbone=backbone)
     before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers
               if isinstance(layer, layers.BatchNormalization)}
     adapt_batch_norm(model, images, below_block=below_block)

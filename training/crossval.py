@@ -51,14 +51,17 @@ def grouped_folds(labels: np.ndarray, widths: np.ndarray, folds: int = 5, seed: 
 def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: float, folds: int = 5,
                    seed: int = 42, min_sensitivity: float = 0.9, fit_bank: np.ndarray | None = None,
                    view_scores: Callable[[LinearHead, int, np.ndarray], np.ndarray] | None = None,
-                   fit_weights: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+                   fit_weights: Callable[[np.ndarray], np.ndarray] | None = None,
+                   extra_fit_rows: Callable[[int, np.ndarray],
+                                            tuple[np.ndarray, np.ndarray] | None] | None = None) -> dict:
     """bank: (1 + copies, N, D) features of every image, clean first.
 
     For experiments (training/experiments/tta_cv.py): `fit_bank`, the rows the heads are fitted on
     (default: bank); `view_scores(head, view, index)`, the probabilities of one view of the images
     at `index` (default: the head on bank[view, index]), e.g. averaged with their mirror images';
     `fit_weights(index)`, a weight per image the head is fitted on (default: none;
-    training.train passes size_balance_weights)."""
+    training.train passes size_balance_weights); `extra_fit_rows(fold, fit_index)`, more (features,
+    labels) rows the fold's head is fitted on, made from those images only (mixstyle_cv.py)."""
     labels = np.asarray(labels).astype(int)
     groups = acquisition_groups(widths)
     fit_bank = bank if fit_bank is None else fit_bank
@@ -67,8 +70,13 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
         fit_idx, cal_idx = train_test_split(train_idx, test_size=0.15, random_state=seed + k,
                                             stratify=labels[train_idx])
         weights = None if fit_weights is None else np.tile(fit_weights(fit_idx), len(fit_bank))
-        head = fit_head(fit_bank[:, fit_idx].reshape(-1, bank.shape[-1]),
-                        np.tile(labels[fit_idx], len(fit_bank)), c, sample_weight=weights)
+        x, y = fit_bank[:, fit_idx].reshape(-1, bank.shape[-1]), np.tile(labels[fit_idx], len(fit_bank))
+        extra = None if extra_fit_rows is None else extra_fit_rows(k, fit_idx)
+        if extra is not None:
+            if weights is not None:
+                raise ValueError("extra_fit_rows with fit_weights is not supported")
+            x, y = np.concatenate([x, extra[0]]), np.concatenate([y, extra[1]])
+        head = fit_head(x, y, c, sample_weight=weights)
         head = platt_scaling(head, bank[0, cal_idx], labels[cal_idx])
 
         def score(view: int, index: np.ndarray) -> np.ndarray:
