@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
+from training.erasure import within_class_erasure
 from training.head import LinearHead, expected_calibration_error, fit_head, platt_scaling
 from training.metrics import choose_threshold, classification_report
 
@@ -53,7 +54,8 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
                    view_scores: Callable[[LinearHead, int, np.ndarray], np.ndarray] | None = None,
                    fit_weights: Callable[[np.ndarray], np.ndarray] | None = None,
                    extra_fit_rows: Callable[[int, np.ndarray],
-                                            tuple[np.ndarray, np.ndarray] | None] | None = None) -> dict:
+                                            tuple[np.ndarray, np.ndarray] | None] | None = None,
+                   erase_concept: np.ndarray | None = None) -> dict:
     """bank: (1 + copies, N, D) features of every image, clean first.
 
     For experiments (training/experiments/tta_cv.py): `fit_bank`, the rows the heads are fitted on
@@ -61,7 +63,10 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
     at `index` (default: the head on bank[view, index]), e.g. averaged with their mirror images';
     `fit_weights(index)`, a weight per image the head is fitted on (default: none;
     training.train passes size_balance_weights); `extra_fit_rows(fold, fit_index)`, more (features,
-    labels) rows the fold's head is fitted on, made from those images only (mixstyle_cv.py)."""
+    labels) rows the fold's head is fitted on, made from those images only (mixstyle_cv.py);
+    `erase_concept` (N, k), the acquisition per image, whose within-class information each fold's
+    head has erased from its features first, the erasure estimated on the fold's fitting rows
+    (training/erasure.py)."""
     labels = np.asarray(labels).astype(int)
     groups = acquisition_groups(widths)
     fit_bank = bank if fit_bank is None else fit_bank
@@ -76,7 +81,15 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
             if weights is not None:
                 raise ValueError("extra_fit_rows with fit_weights is not supported")
             x, y = np.concatenate([x, extra[0]]), np.concatenate([y, extra[1]])
+        erasure = None
+        if erase_concept is not None:
+            erasure = within_class_erasure(fit_bank[:, fit_idx].reshape(-1, bank.shape[-1]),
+                                           np.tile(erase_concept[fit_idx], (len(fit_bank), 1)),
+                                           np.tile(labels[fit_idx], len(fit_bank)))
+            x = erasure.apply(x)
         head = fit_head(x, y, c, sample_weight=weights)
+        if erasure is not None:
+            head = erasure.fold_into(head)  # on raw features from here on
         head = platt_scaling(head, bank[0, cal_idx], labels[cal_idx])
 
         def score(view: int, index: np.ndarray) -> np.ndarray:

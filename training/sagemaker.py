@@ -53,6 +53,12 @@ class Hyperparameters:
     # AUC 0.934 +- 0.051 (0.930 +- 0.063 without) but a slightly worse invariance suite (card rows 20-21)
     size_balance: float = 0.0
     size_balance_bin_px: int = 200
+    # > 0: the frozen-trunk head's features have the within-class linear information about the
+    # acquisition set-up (native width in bins of this many px) erased first, and the erasure folded
+    # into the dense unit (training/erasure.py; no serving cost); the grouped CV erases per fold.
+    # Off: 50 gave grouped-CV AUC 0.954 -> 0.960 but a longer invariance-suite tail (median p95 |dp|
+    # 0.208 -> 0.242) and another camera's discs called glaucoma 39 % -> 58 % (model card row 55)
+    erase_acquisition_bin_px: int = 0
     # > 0: in-graph local contrast normalisation of the grey level before the trunk, Gaussian window
     # of this many px at 224 (training/network.py)
     local_contrast_sigma: float = 0.0

@@ -107,6 +107,7 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
     With a test split and enough images, the same bank gives the grouped 5-fold
     cross-validation (training/crossval.py)."""
     from training import crossval
+    from training.erasure import width_bins
     from training.features import pooled_model, split_mirror
 
     pooled = pooled_model(model)
@@ -133,7 +134,9 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
         extras["cross_validation"] = crossval.cross_validate(
             bank, labels, all_widths, extras["c"], seed=hp.seed, min_sensitivity=hp.min_sensitivity,
             fit_bank=fit_bank, fit_weights=fit_weights if hp.size_balance else None,
-            view_scores=over_mirror if extras.get("mirror_tta") else None)
+            view_scores=over_mirror if extras.get("mirror_tta") else None,
+            erase_concept=(width_bins(all_widths, hp.erase_acquisition_bin_px)
+                           if hp.erase_acquisition_bin_px else None))
         for key, value in extras["cross_validation"]["summary"].items():
             print(f"  5-fold grouped CV {key}: {value['mean']:.3f} +- {value['sd']:.3f}", flush=True)
     return history, extras
@@ -202,6 +205,7 @@ def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val
     from sklearn.metrics import log_loss, roc_auc_score
 
     from training.crossval import size_balance_weights
+    from training.erasure import width_bins, within_class_erasure
     from training.head import C_GRID, fit_head, platt_scaling, select_c, write_into
 
     dims = train_bank.shape[-1]
@@ -211,12 +215,24 @@ def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val
     if train_widths is not None and hp.size_balance:
         weights = np.tile(size_balance_weights(train_widths, train_y, hp.size_balance, hp.size_balance_bin_px),
                           len(train_bank))
-    val_sets = [(val_bank[0], val_y)]
+    erased = (lambda features: features)  # noqa: E731
+    erasure = None
+    if train_widths is not None and hp.erase_acquisition_bin_px:
+        erasure = within_class_erasure(x, np.tile(width_bins(train_widths, hp.erase_acquisition_bin_px),
+                                                  (len(train_bank), 1)), y)
+        erased = erasure.apply
+        print(f"head: within-class acquisition information erased (native width in "
+              f"{hp.erase_acquisition_bin_px}-px bins)", flush=True)
+    val_sets = [(erased(val_bank[0]), val_y)]
     if len(val_bank) > 1:
-        val_sets.append((val_bank[1:].reshape(-1, dims), np.tile(val_y, len(val_bank) - 1)))
-    c, scores = select_c(x, y, val_sets, grid=(hp.head_c,) if hp.head_c else C_GRID, sample_weight=weights)
+        val_sets.append((erased(val_bank[1:].reshape(-1, dims)), np.tile(val_y, len(val_bank) - 1)))
+    c, scores = select_c(erased(x), y, val_sets, grid=(hp.head_c,) if hp.head_c else C_GRID,
+                         sample_weight=weights)
     mirror_tta = hp.mirror_tta and val_mirror is not None
-    head = platt_scaling(fit_head(x, y, c, weights), val_bank[0], val_y, val_mirror[0] if mirror_tta else None)
+    head = platt_scaling(fit_head(erased(x), y, c, weights), erased(val_bank[0]), val_y,
+                         erased(val_mirror[0]) if mirror_tta else None)
+    if erasure is not None:
+        head = erasure.fold_into(head)  # the dense unit reads raw features
     write_into(model, head)
     metrics_mod.print_metric("epoch", 1)  # progress (issue 8): the head is fitted in one pass
     for name, (features, labels) in (("train", (x, y)), ("val", (val_bank[0], val_y))):
