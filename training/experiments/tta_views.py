@@ -2,12 +2,12 @@
 against the mirror image also zoomed in or rotated, on the committed model's weights.
 
     ACRIMA_DIR=/path/to/acrima PYTHONPATH=functions:. python training/experiments/tta_views.py \
-        [--zoom 0.9] [--degrees 10]
+        [--zoom 0.9] [--degrees 10] [--blur 1.0]
 
 Why: the budget allows two trunk passes a photograph, and the suite's longest tails are crops, zoom
 and rotation. A second view that is the mirror image *and* a small zoom or rotation averages the
 logit over those too, at the same cost (a resampling of the 224-px model input, well under a
-millisecond). The head was fitted on re-acquired copies that hold such crops and rotations, so the
+millisecond). A blurred second view asks the same of sharpness, the suite's longest tail. The head was fitted on re-acquired copies that hold such crops and rotations, so the
 second view stays inside what it has seen. Each arm's threshold is chosen on val's clean
 photographs (sensitivity >= 0.90), so the arms are compared on equal terms (the served model's own
 threshold also comes from val's re-acquired copies); test AUC and sensitivity at 95 % specificity
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import affine_transform
+from scipy.ndimage import affine_transform, gaussian_filter
 from sklearn.metrics import roc_auc_score
 
 from screening.inference import GlaucomaModel, mean_over_mirror
@@ -49,11 +49,18 @@ def resampled(inputs: np.ndarray, scale: float = 1.0, degrees: float = 0.0) -> n
     return (out * circle_mask(size)).astype(np.float32)
 
 
+def blurred(inputs: np.ndarray, sigma: float) -> np.ndarray:
+    """Each input low-passed (Gaussian, sigma px), masked to the circle again."""
+    out = gaussian_filter(inputs, sigma=(0, sigma, sigma, 0))
+    return (out * circle_mask(inputs.shape[1])).astype(np.float32)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--zoom", type=float, default=0.9,
                         help="the second view keeps this share of the side")
     parser.add_argument("--degrees", type=float, default=10.0)
+    parser.add_argument("--blur", type=float, default=1.0, help="sigma (px at 224) of the blurred arm")
     args = parser.parse_args()
     splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
     model = GlaucomaModel(ROOT / "models", num_threads=1, test_time_augmentation="none")
@@ -66,6 +73,7 @@ def main() -> int:
         f"mirror + zoom {args.zoom:g}": lambda x: resampled(x[:, :, ::-1], scale=args.zoom),
         f"mirror + rotate {args.degrees:g}": lambda x: resampled(x[:, :, ::-1], degrees=args.degrees),
         "mirror + zoom + rotate": lambda x: resampled(x[:, :, ::-1], scale=args.zoom, degrees=args.degrees),
+        f"mirror + blur {args.blur:g}": lambda x: blurred(x[:, :, ::-1], args.blur),
     }
     val, test = splits["val"], splits["test"]
     val_y, test_y = np.array(val.labels), np.array(test.labels)
