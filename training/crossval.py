@@ -119,3 +119,18 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
         summary[key] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))}
     return {"folds": per_fold, "summary": summary, "grouping": f"native width in {WIDTH_BIN}-px bins",
             "c": c}
+
+
+def fold_line(fold: dict) -> str:
+    """One fold's figures on a line (the experiments' printouts)."""
+    return (f"fold {fold['fold']} AUC {fold['roc_auc']:.3f} sens {fold['sensitivity']:.3f} "
+            f"spec {fold['specificity']:.3f} re-acquired AUC {fold['reacquired_roc_auc']:.3f} "
+            f"p95 |dp| {fold['reacquired_delta_p_p95']:.3f}")
+
+
+def summary_line(result: dict) -> str:
+    """cross_validate's mean +- sd of every figure on a line, then the folds' AUCs."""
+    figures = ", ".join(f"{key} {value['mean']:.3f} +- {value['sd']:.3f}"
+                        for key, value in result["summary"].items())
+    folds = " / ".join(f"{fold['roc_auc']:.3f}" for fold in result["folds"])
+    return f"{figures}; folds {folds}"

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 from screening.inference import mean_over_mirror  # noqa: E402
 from training import data as data_mod  # noqa: E402
 from training.adapt_trunk import COPIES, adapted_trunk_arrays  # noqa: E402
-from training.crossval import cross_validate  # noqa: E402
+from training.crossval import cross_validate, summary_line  # noqa: E402
 from training.experiments.tta_cv import SEED, banks, cache_path  # noqa: E402
 from training.features import adaptation_views, pooled_model  # noqa: E402
 from training.network import _stage_ends, backbone_weights_path, build_classifier  # noqa: E402
@@ -83,12 +83,9 @@ def main() -> int:
                 result = cross_validate(bank, labels, widths, c, seed=SEED,
                                         fit_bank=np.concatenate([bank, mirror]),
                                         view_scores=over_mirror if tta else None)
-                folds = " / ".join(f"{r['roc_auc']:.3f}" for r in result["folds"])
                 passes = (2 if tta else 1) * (2 if "+" in name else 1)
-                figures = ", ".join(f"{key} {value['mean']:.3f} +- {value['sd']:.3f}"
-                                    for key, value in result["summary"].items())
                 print(f"C {c:g} {name:12s} {'mirror TTA' if tta else 'one view  '} ({passes} passes): "
-                      f"{figures}; folds {folds}", flush=True)
+                      f"{summary_line(result)}", flush=True)
     return 0
 
 

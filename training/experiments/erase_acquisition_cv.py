@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from screening.inference import mean_over_mirror  # noqa: E402
-from training.crossval import cross_validate  # noqa: E402
+from training.crossval import cross_validate, fold_line, summary_line  # noqa: E402
 from training.erasure import width_bins  # noqa: E402
 from training.experiments.tta_cv import SEED, cache_path  # noqa: E402
 
@@ -55,11 +55,9 @@ def main() -> int:
                                 fit_bank=np.concatenate([bank, mirror]), view_scores=over_mirror,
                                 erase_concept=erase)
         for r in result["folds"]:
-            print(f"{arm:6s} fold {r['fold']} AUC {r['roc_auc']:.3f} sens {r['sensitivity']:.3f} "
-                  f"spec {r['specificity']:.3f} re-acquired AUC {r['reacquired_roc_auc']:.3f}", flush=True)
-        print(f"{arm} ({args.concept}, bins {args.bin_px} px, C {args.c:g}): "
-              + ", ".join(f"{key} {value['mean']:.3f} +- {value['sd']:.3f}"
-                          for key, value in result["summary"].items()), flush=True)
+            print(f"{arm:6s} {fold_line(r)}", flush=True)
+        print(f"{arm} ({args.concept}, bins {args.bin_px} px, C {args.c:g}): {summary_line(result)}",
+              flush=True)
     return 0
 
 

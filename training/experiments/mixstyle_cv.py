@@ -35,7 +35,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 from screening.inference import mean_over_mirror  # noqa: E402
 from screening.preprocessing import MODEL_INPUT_SIZE  # noqa: E402
 from training import data as data_mod  # noqa: E402
-from training.crossval import cross_validate, grouped_folds  # noqa: E402
+from training.crossval import cross_validate, fold_line, grouped_folds, summary_line  # noqa: E402
 from training.experiments.tta_cv import SEED, cache_path  # noqa: E402
 from training.features import augmented_inputs, load_photos  # noqa: E402
 from training.finetune import lower_model, upper_model  # noqa: E402
@@ -119,12 +119,9 @@ def main() -> int:
         result = cross_validate(bank, labels, widths, args.c, seed=SEED, fit_bank=fit_bank,
                                 view_scores=view_scores, extra_fit_rows=extra_fit_rows)
         for r in result["folds"]:
-            print(f"{arm:6s} fold {r['fold']} AUC {r['roc_auc']:.3f} sens {r['sensitivity']:.3f} "
-                  f"spec {r['specificity']:.3f} re-acquired AUC {r['reacquired_roc_auc']:.3f} "
-                  f"p95 |dp| {r['reacquired_delta_p_p95']:.3f}", flush=True)
+            print(f"{arm:6s} {fold_line(r)}", flush=True)
         print(f"{arm} (cut {args.cut}, copies {args.copies}, alpha {args.alpha:g}, C {args.c:g}): "
-              + ", ".join(f"{key} {value['mean']:.3f} +- {value['sd']:.3f}"
-                          for key, value in result["summary"].items()), flush=True)
+              f"{summary_line(result)}", flush=True)
     return 0
 
 

@@ -28,7 +28,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from screening.inference import mean_over_mirror  # noqa: E402
 from screening.preprocessing import LUMA_WEIGHTS, circle_mask  # noqa: E402
 from training import data as data_mod  # noqa: E402
-from training.crossval import WIDTH_BIN, cross_validate  # noqa: E402
+from training.crossval import WIDTH_BIN, cross_validate, summary_line  # noqa: E402
 from training.erasure import width_bins  # noqa: E402
 from training.experiments.tta_cv import SEED, cache_path  # noqa: E402
 
@@ -72,11 +72,7 @@ def main() -> int:
         for arm, options in arms.items():
             result = cross_validate(bank, labels, by, args.c, seed=SEED,
                                     fit_bank=np.concatenate([bank, mirror]), **options)
-            folds = " / ".join(f"{r['roc_auc']:.3f}" for r in result["folds"])
-            figures = ", ".join(f"{key} {value['mean']:.3f} +- {value['sd']:.3f}"
-                                for key, value in result["summary"].items()
-                                if key != "reacquired_delta_p_p95")
-            print(f"grouped by {grouping}, {arm}: {figures}; folds {folds}", flush=True)
+            print(f"grouped by {grouping}, {arm}: {summary_line(result)}", flush=True)
     return 0
 
 

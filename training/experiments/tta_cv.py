@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from screening.inference import mean_over_mirror  # noqa: E402
 from training import data as data_mod  # noqa: E402
-from training.crossval import cross_validate  # noqa: E402
+from training.crossval import cross_validate, fold_line  # noqa: E402
 from training.features import feature_bank, load_photos, pooled_model, split_mirror  # noqa: E402
 from training.network import DEFAULT_BACKBONE_WEIGHTS, backbone_weights_path, build_classifier  # noqa: E402
 
@@ -80,9 +80,7 @@ def cross_validate_both(bank, mirror, labels, widths, c: float, mirror_head: boo
     for name, view_scores in arms.items():
         result = cross_validate(bank, labels, widths, c, seed=SEED, fit_bank=fit_bank, view_scores=view_scores)
         for r in result["folds"]:
-            print(f"C {c:g} fold {r['fold']} {name:10s} AUC {r['roc_auc']:.3f} sens {r['sensitivity']:.3f} "
-                  f"spec {r['specificity']:.3f} re-acquired AUC {r['reacquired_roc_auc']:.3f} "
-                  f"p95 |dp| {r['reacquired_delta_p_p95']:.3f}", flush=True)
+            print(f"C {c:g} {name:10s} {fold_line(r)}", flush=True)
         print(f"C {c:g} {name}: " + ", ".join(f"{key} {value['mean']:.3f} +- {value['sd']:.3f}"
                                              for key, value in result["summary"].items()))
 

@@ -1,18 +1,18 @@
 """Which second view should the served model's second pass take? The mirror image (served, row 52)
-against the mirror image also zoomed in or rotated, on the committed model's weights.
+against the mirror image also zoomed in, rotated or blurred, on the committed model's weights.
 
     ACRIMA_DIR=/path/to/acrima PYTHONPATH=functions:. python training/experiments/tta_views.py \
         [--zoom 0.9] [--degrees 10] [--blur 1.0]
 
-Why: the budget allows two trunk passes a photograph, and the suite's longest tails are crops, zoom
-and rotation. A second view that is the mirror image *and* a small zoom or rotation averages the
-logit over those too, at the same cost (a resampling of the 224-px model input, well under a
-millisecond). A blurred second view asks the same of sharpness, the suite's longest tail. The head was fitted on re-acquired copies that hold such crops and rotations, so the
-second view stays inside what it has seen. Each arm's threshold is chosen on val's clean
-photographs (sensitivity >= 0.90), so the arms are compared on equal terms (the served model's own
-threshold also comes from val's re-acquired copies); test AUC and sensitivity at 95 % specificity
-need no threshold. The suite's variant inputs are made once and scored by every arm.
-"""
+Why: the budget allows two trunk passes a photograph, and the suite's long tails are crops, zoom,
+rotation and blur. A second view that is the mirror image *and* a small zoom, rotation or blur
+averages the logit over that change too, at the same cost (a resampling or low-pass of the 224-px
+model input, well under a millisecond). The head was fitted on re-acquired copies that hold such
+crops, rotations and blur, so the second view stays inside what it has seen. Each arm's threshold is
+chosen on val's clean photographs (sensitivity >= 0.90), so the arms are compared on equal terms
+(the served model's own threshold also comes from val's re-acquired copies); test AUC and
+sensitivity at 95 % specificity need no threshold. The suite's variant inputs are made once and
+scored by every arm."""
 
 from __future__ import annotations
 
