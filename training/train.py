@@ -215,21 +215,24 @@ def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val
     if train_widths is not None and hp.size_balance:
         weights = np.tile(size_balance_weights(train_widths, train_y, hp.size_balance, hp.size_balance_bin_px),
                           len(train_bank))
-    erased = (lambda features: features)  # noqa: E731
     erasure = None
     if train_widths is not None and hp.erase_acquisition_bin_px:
         erasure = within_class_erasure(x, np.tile(width_bins(train_widths, hp.erase_acquisition_bin_px),
                                                   (len(train_bank), 1)), y)
-        erased = erasure.apply
         print(f"head: within-class acquisition information erased (native width in "
               f"{hp.erase_acquisition_bin_px}-px bins)", flush=True)
+
+    def erased(features: np.ndarray) -> np.ndarray:
+        return features if erasure is None else erasure.apply(features)
+
+    x_fit = erased(x)
     val_sets = [(erased(val_bank[0]), val_y)]
     if len(val_bank) > 1:
         val_sets.append((erased(val_bank[1:].reshape(-1, dims)), np.tile(val_y, len(val_bank) - 1)))
-    c, scores = select_c(erased(x), y, val_sets, grid=(hp.head_c,) if hp.head_c else C_GRID,
+    c, scores = select_c(x_fit, y, val_sets, grid=(hp.head_c,) if hp.head_c else C_GRID,
                          sample_weight=weights)
     mirror_tta = hp.mirror_tta and val_mirror is not None
-    head = platt_scaling(fit_head(erased(x), y, c, weights), erased(val_bank[0]), val_y,
+    head = platt_scaling(fit_head(x_fit, y, c, weights), erased(val_bank[0]), val_y,
                          erased(val_mirror[0]) if mirror_tta else None)
     if erasure is not None:
         head = erasure.fold_into(head)  # the dense unit reads raw features
