@@ -55,7 +55,7 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
                    fit_weights: Callable[[np.ndarray], np.ndarray] | None = None,
                    extra_fit_rows: Callable[[int, np.ndarray],
                                             tuple[np.ndarray, np.ndarray] | None] | None = None,
-                   erase_concept: np.ndarray | None = None) -> dict:
+                   erase_concept: np.ndarray | None = None, erase_directions: int = 0) -> dict:
     """bank: (1 + copies, N, D) features of every image, clean first.
 
     For experiments (training/experiments/tta_cv.py): `fit_bank`, the rows the heads are fitted on
@@ -65,8 +65,8 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
     training.train passes size_balance_weights); `extra_fit_rows(fold, fit_index)`, more (features,
     labels) rows the fold's head is fitted on, made from those images only (mixstyle_cv.py);
     `erase_concept` (N, k), the acquisition per image, whose within-class information each fold's
-    head has erased from its features first, the erasure estimated on the fold's fitting rows
-    (training/erasure.py)."""
+    head has erased from its features first (`erase_directions` of them, 0: all), the erasure
+    estimated on the fold's fitting rows (training/erasure.py)."""
     labels = np.asarray(labels).astype(int)
     groups = acquisition_groups(widths)
     fit_bank = bank if fit_bank is None else fit_bank
@@ -85,7 +85,8 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
         if erase_concept is not None:
             erasure = within_class_erasure(fit_bank[:, fit_idx].reshape(-1, bank.shape[-1]),
                                            np.tile(erase_concept[fit_idx], (len(fit_bank), 1)),
-                                           np.tile(labels[fit_idx], len(fit_bank)))
+                                           np.tile(labels[fit_idx], len(fit_bank)),
+                                           max_directions=erase_directions)
             x = erasure.apply(x)
         head = fit_head(x, y, c, sample_weight=weights)
         if erasure is not None:

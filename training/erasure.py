@@ -40,10 +40,11 @@ class Erasure:
 
 
 def within_class_erasure(features: np.ndarray, concept: np.ndarray, labels: np.ndarray,
-                         ridge: float = 1e-3) -> Erasure:
+                         ridge: float = 1e-3, max_directions: int = 0) -> Erasure:
     """The least-squares erasure of the within-class linear information about `concept` (N, k) from
     `features` (N, D): in whitened coordinates, the directions of the within-class cross-covariance
-    are projected out; `ridge` keeps the whitening defined for nearly constant features."""
+    are projected out (with `max_directions`, only that many, the strongest first); `ridge` keeps the
+    whitening defined for nearly constant features."""
     x = np.asarray(features, np.float64)
     z = np.asarray(concept, np.float64).reshape(len(x), -1)
     labels = np.asarray(labels)
@@ -58,4 +59,6 @@ def within_class_erasure(features: np.ndarray, concept: np.ndarray, labels: np.n
     unwhiten = (vectors * values ** 0.5) @ vectors.T
     u, s, _ = np.linalg.svd(whiten @ (xc.T @ zc) / len(x), full_matrices=False)
     u = u[:, s > 1e-8 * max(s.max(), 1e-300)]
+    if max_directions:
+        u = u[:, :max_directions]
     return Erasure(mean, whiten @ (np.eye(x.shape[1]) - u @ u.T) @ unwhiten)

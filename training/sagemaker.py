@@ -59,6 +59,8 @@ class Hyperparameters:
     # Off: 50 gave grouped-CV AUC 0.954 -> 0.960 but a longer invariance-suite tail (median p95 |dp|
     # 0.208 -> 0.242) and another camera's discs called glaucoma 39 % -> 58 % (model card row 55)
     erase_acquisition_bin_px: int = 0
+    # with erase_acquisition_bin_px: erase only the strongest this many directions (0: all; card row 58)
+    erase_acquisition_directions: int = 0
     # > 0: in-graph local contrast normalisation of the grey level before the trunk, Gaussian window
     # of this many px at 224 (training/network.py)
     local_contrast_sigma: float = 0.0

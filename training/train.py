@@ -136,7 +136,8 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
             fit_bank=fit_bank, fit_weights=fit_weights if hp.size_balance else None,
             view_scores=over_mirror if extras.get("mirror_tta") else None,
             erase_concept=(width_bins(all_widths, hp.erase_acquisition_bin_px)
-                           if hp.erase_acquisition_bin_px else None))
+                           if hp.erase_acquisition_bin_px else None),
+            erase_directions=hp.erase_acquisition_directions)
         for key, value in extras["cross_validation"]["summary"].items():
             print(f"  5-fold grouped CV {key}: {value['mean']:.3f} +- {value['sd']:.3f}", flush=True)
     return history, extras
@@ -218,7 +219,8 @@ def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val
     erasure = None
     if train_widths is not None and hp.erase_acquisition_bin_px:
         erasure = within_class_erasure(x, np.tile(width_bins(train_widths, hp.erase_acquisition_bin_px),
-                                                  (len(train_bank), 1)), y)
+                                                  (len(train_bank), 1)), y,
+                                       max_directions=hp.erase_acquisition_directions)
         print(f"head: within-class acquisition information erased (native width in "
               f"{hp.erase_acquisition_bin_px}-px bins)", flush=True)
 

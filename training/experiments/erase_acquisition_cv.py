@@ -2,7 +2,7 @@
 al. 2023), then fit the head: grouped 5-fold CV against the served recipe on the same folds.
 
     ACRIMA_DIR=/path/to/acrima PYTHONPATH=functions:. python training/experiments/erase_acquisition_cv.py \
-        [--concept log-width|width-bins] [--c 0.1]
+        [--concept log-width|width-bins] [--bin-px 100] [--directions N] [--c 0.1]
 
 Why: ACRIMA's acquisition set-ups show in the photographs' native width, and width is tied to the
 label (glaucoma files about twice as wide), so a head can key on acquisition. Row 50 projected out
@@ -40,6 +40,7 @@ def main() -> int:
     parser.add_argument("--concept", default="log-width", choices=("log-width", "width-bins"))
     parser.add_argument("--c", type=float, default=0.1)
     parser.add_argument("--bin-px", type=int, default=100)
+    parser.add_argument("--directions", type=int, default=0, help="erase only the strongest N (0: all)")
     args = parser.parse_args()
     cached = np.load(cache_path(6, adapted=True))
     bank, mirror, labels, widths = cached["bank"], cached["mirror"], cached["labels"], cached["widths"]
@@ -53,10 +54,11 @@ def main() -> int:
     for arm, erase in (("served", None), ("erased", concept)):
         result = cross_validate(bank, labels, widths, args.c, seed=SEED,
                                 fit_bank=np.concatenate([bank, mirror]), view_scores=over_mirror,
-                                erase_concept=erase)
+                                erase_concept=erase, erase_directions=args.directions)
         for r in result["folds"]:
             print(f"{arm:6s} {fold_line(r)}", flush=True)
-        print(f"{arm} ({args.concept}, bins {args.bin_px} px, C {args.c:g}): {summary_line(result)}",
+        print(f"{arm} ({args.concept}, bins {args.bin_px} px, directions {args.directions or 'all'}, "
+              f"C {args.c:g}): {summary_line(result)}",
               flush=True)
     return 0
 

@@ -2,7 +2,7 @@
 other crossing ("folds split by acquisition size or sharpness group").
 
     ACRIMA_DIR=/path/to/acrima PYTHONPATH=functions:. python training/experiments/sharpness_cv.py \
-        [--groups 10] [--c 0.1]
+        [--groups 10] [--c 0.1] [--erase-directions N]
 
 Sharpness is the variance of the Laplacian of the model input's grey level inside the circle (what
 the trunk sees, training/experiments/lap.py's measure), cut into `--groups` quantile groups; no group
@@ -49,6 +49,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--groups", type=int, default=10)
     parser.add_argument("--c", type=float, default=0.1)
+    parser.add_argument("--erase-directions", type=int, default=0,
+                        help="row 55's erasure: the strongest N directions (0: all)")
     args = parser.parse_args()
     cached = np.load(cache_path(6, adapted=True))
     bank, mirror, labels, widths = cached["bank"], cached["mirror"], cached["labels"], cached["widths"]
@@ -67,7 +69,8 @@ def main() -> int:
 
     arms = {"one view": {}, "served (mirror TTA)": {"view_scores": over_mirror},
             "served + width erasure 50 px": {"view_scores": over_mirror,
-                                             "erase_concept": width_bins(widths, 50)}}
+                                             "erase_concept": width_bins(widths, 50),
+                                             "erase_directions": args.erase_directions}}
     for grouping, by in (("sharpness", pseudo_widths), ("native width", widths)):
         for arm, options in arms.items():
             result = cross_validate(bank, labels, by, args.c, seed=SEED,
