@@ -102,3 +102,17 @@ def test_the_training_job_writes_an_erased_head_into_the_model():
 
     erased_cov, plain_cov = within_class_cov(100), within_class_cov(0)
     assert erased_cov < 1e-4 and plain_cov > 0.02  # seeded: about 1e-9 against 0.09
+
+
+def test_max_directions_erases_only_the_strongest():
+    x, y, widths = acquisition_confounded()
+    concept = width_bins(widths, 200)
+    every = within_class_erasure(x, concept, y)
+    strongest = within_class_erasure(x, concept, y, max_directions=1)
+
+    def removed(erasure) -> int:
+        return int(np.linalg.matrix_rank(np.eye(x.shape[1]) - erasure.matrix, tol=1e-8))
+
+    assert removed(strongest) == 1 < removed(every) <= concept.shape[1]
+    # the camera's own feature carries the strongest within-class width signal: it goes first
+    assert np.abs(np.corrcoef(strongest.apply(x)[y == 0, 1], widths[y == 0])[0, 1]) < 0.05
