@@ -76,17 +76,14 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
                                             stratify=labels[train_idx])
         weights = None if fit_weights is None else np.tile(fit_weights(fit_idx), len(fit_bank))
         x, y = fit_bank[:, fit_idx].reshape(-1, bank.shape[-1]), np.tile(labels[fit_idx], len(fit_bank))
+        erasure = None if erase_concept is None else within_class_erasure(
+            x, np.tile(erase_concept[fit_idx], (len(fit_bank), 1)), y, max_directions=erase_directions)
         extra = None if extra_fit_rows is None else extra_fit_rows(k, fit_idx)
         if extra is not None:
             if weights is not None:
                 raise ValueError("extra_fit_rows with fit_weights is not supported")
             x, y = np.concatenate([x, extra[0]]), np.concatenate([y, extra[1]])
-        erasure = None
-        if erase_concept is not None:
-            erasure = within_class_erasure(fit_bank[:, fit_idx].reshape(-1, bank.shape[-1]),
-                                           np.tile(erase_concept[fit_idx], (len(fit_bank), 1)),
-                                           np.tile(labels[fit_idx], len(fit_bank)),
-                                           max_directions=erase_directions)
+        if erasure is not None:
             x = erasure.apply(x)
         head = fit_head(x, y, c, sample_weight=weights)
         if erasure is not None:
@@ -120,6 +117,16 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
         summary[key] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))}
     return {"folds": per_fold, "summary": summary, "grouping": f"native width in {WIDTH_BIN}-px bins",
             "c": c}
+
+
+def mirror_view_scores(bank: np.ndarray, mirror: np.ndarray
+                       ) -> Callable[[LinearHead, int, np.ndarray], np.ndarray]:
+    """cross_validate's `view_scores` for mirror test-time augmentation: each view scored as the mean
+    logit over it and its mirror image (`mirror`: bank's views mirrored)."""
+    def scores(head: LinearHead, view: int, index: np.ndarray) -> np.ndarray:
+        return head.probabilities_over_mirror(bank[view, index], mirror[view, index])
+
+    return scores
 
 
 def fold_line(fold: dict) -> str:

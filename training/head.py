@@ -28,10 +28,13 @@ class LinearHead:
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.logits(features)))
 
+    def logits_over_mirror(self, features: np.ndarray, mirror_features: np.ndarray) -> np.ndarray:
+        """Mirror test-time augmentation: the mean logit over each view and its mirror image's
+        (screening.inference.mean_over_mirror, as serving runs it)."""
+        return (self.logits(features) + self.logits(mirror_features)) / 2
+
     def probabilities_over_mirror(self, features: np.ndarray, mirror_features: np.ndarray) -> np.ndarray:
-        """Mirror test-time augmentation: the probability of the mean logit over each view and its
-        mirror image's (screening.inference.mean_over_mirror, as serving runs it)."""
-        return 1.0 / (1.0 + np.exp(-(self.logits(features) + self.logits(mirror_features)) / 2))
+        return 1.0 / (1.0 + np.exp(-self.logits_over_mirror(features, mirror_features)))
 
     def calibrated(self, scale: float, shift: float) -> "LinearHead":
         """The head whose logit is scale * logit + shift."""
@@ -65,10 +68,8 @@ def platt_scaling(head: LinearHead, features: np.ndarray, labels: np.ndarray,
     """Calibrate on held-out images: logistic regression of the labels on the logit (with
     `mirror_features`, on the mean logit over each image and its mirror image, the logit that
     mirror test-time augmentation serves)."""
-    logits = head.logits(features)
-    if mirror_features is not None:
-        logits = (logits + head.logits(mirror_features)) / 2
-    logits = logits[:, None]
+    logits = (head.logits(features) if mirror_features is None
+              else head.logits_over_mirror(features, mirror_features))[:, None]
     model = LogisticRegression(C=1e4, max_iter=1000).fit(logits, labels)
     return head.calibrated(float(model.coef_[0, 0]), float(model.intercept_[0]))
 

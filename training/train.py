@@ -128,13 +128,10 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
             return crossval.size_balance_weights(all_widths[index], labels[index], hp.size_balance,
                                                  hp.size_balance_bin_px)
 
-        def over_mirror(head, view: int, index: np.ndarray) -> np.ndarray:
-            return head.probabilities_over_mirror(bank[view, index], mirrored[view, index])
-
         extras["cross_validation"] = crossval.cross_validate(
             bank, labels, all_widths, extras["c"], seed=hp.seed, min_sensitivity=hp.min_sensitivity,
             fit_bank=fit_bank, fit_weights=fit_weights if hp.size_balance else None,
-            view_scores=over_mirror if extras.get("mirror_tta") else None,
+            view_scores=crossval.mirror_view_scores(bank, mirrored) if extras.get("mirror_tta") else None,
             erase_concept=(width_bins(all_widths, hp.erase_acquisition_bin_px)
                            if hp.erase_acquisition_bin_px else None),
             erase_directions=hp.erase_acquisition_directions)

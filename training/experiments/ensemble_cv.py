@@ -29,10 +29,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from screening.inference import mean_over_mirror  # noqa: E402
 from training import data as data_mod  # noqa: E402
 from training.adapt_trunk import COPIES, adapted_trunk_arrays  # noqa: E402
-from training.crossval import cross_validate, summary_line  # noqa: E402
+from training.crossval import cross_validate, mirror_view_scores, summary_line  # noqa: E402
 from training.experiments.tta_cv import SEED, banks, cache_path  # noqa: E402
 from training.features import adaptation_views, pooled_model  # noqa: E402
 from training.network import _stage_ends, backbone_weights_path, build_classifier  # noqa: E402
@@ -76,13 +75,9 @@ def main() -> int:
     for c in [float(v) for v in args.c.split(",")]:
         for name, (bank, mirror) in arms.items():
             for tta in (False, True):
-                def over_mirror(head, view, index, bank=bank, mirror=mirror):
-                    return mean_over_mirror(head.probabilities(bank[view, index]),
-                                            head.probabilities(mirror[view, index]))
-
                 result = cross_validate(bank, labels, widths, c, seed=SEED,
                                         fit_bank=np.concatenate([bank, mirror]),
-                                        view_scores=over_mirror if tta else None)
+                                        view_scores=mirror_view_scores(bank, mirror) if tta else None)
                 passes = (2 if tta else 1) * (2 if "+" in name else 1)
                 print(f"C {c:g} {name:12s} {'mirror TTA' if tta else 'one view  '} ({passes} passes): "
                       f"{summary_line(result)}", flush=True)

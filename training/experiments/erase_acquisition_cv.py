@@ -29,8 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from screening.inference import mean_over_mirror  # noqa: E402
-from training.crossval import cross_validate, fold_line, summary_line  # noqa: E402
+from training.crossval import cross_validate, fold_line, mirror_view_scores, summary_line  # noqa: E402
 from training.erasure import width_bins  # noqa: E402
 from training.experiments.tta_cv import SEED, cache_path  # noqa: E402
 
@@ -47,10 +46,7 @@ def main() -> int:
     concept = (np.log(widths.astype(float))[:, None] if args.concept == "log-width"
                else width_bins(widths, args.bin_px))
 
-    def over_mirror(head, view, index):
-        return mean_over_mirror(head.probabilities(bank[view, index]),
-                                head.probabilities(mirror[view, index]))
-
+    over_mirror = mirror_view_scores(bank, mirror)
     for arm, erase in (("served", None), ("erased", concept)):
         result = cross_validate(bank, labels, widths, args.c, seed=SEED,
                                 fit_bank=np.concatenate([bank, mirror]), view_scores=over_mirror,

@@ -32,10 +32,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-from screening.inference import mean_over_mirror  # noqa: E402
 from screening.preprocessing import MODEL_INPUT_SIZE  # noqa: E402
 from training import data as data_mod  # noqa: E402
-from training.crossval import cross_validate, fold_line, grouped_folds, summary_line  # noqa: E402
+from training.crossval import (cross_validate, fold_line, grouped_folds, mirror_view_scores,  # noqa: E402
+                               summary_line)
 from training.experiments.tta_cv import SEED, cache_path  # noqa: E402
 from training.features import augmented_inputs, load_photos  # noqa: E402
 from training.finetune import lower_model, upper_model  # noqa: E402
@@ -94,9 +94,7 @@ def main() -> int:
     lower, upper = lower_model(model, args.cut), upper_model(model, args.cut)
     fit_bank = np.concatenate([bank, mirror])
 
-    def view_scores(head, view, index):
-        return mean_over_mirror(head.probabilities(bank[view, index]),
-                                head.probabilities(mirror[view, index]))
+    view_scores = mirror_view_scores(bank, mirror)
 
     extras: dict[str, list] = {"plain": [], "mixed": []}
     for k, (train_idx, _) in enumerate(grouped_folds(labels, widths, 5, SEED)):

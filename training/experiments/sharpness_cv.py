@@ -25,10 +25,9 @@ import numpy as np  # noqa: E402
 from scipy.ndimage import laplace  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from screening.inference import mean_over_mirror  # noqa: E402
 from screening.preprocessing import LUMA_WEIGHTS, circle_mask  # noqa: E402
 from training import data as data_mod  # noqa: E402
-from training.crossval import WIDTH_BIN, cross_validate, summary_line  # noqa: E402
+from training.crossval import WIDTH_BIN, cross_validate, mirror_view_scores, summary_line  # noqa: E402
 from training.erasure import width_bins  # noqa: E402
 from training.experiments.tta_cv import SEED, cache_path  # noqa: E402
 
@@ -63,10 +62,7 @@ def main() -> int:
           + " ".join(f"{labels[groups == g].mean():.2f}" for g in range(args.groups)), flush=True)
     pseudo_widths = groups * WIDTH_BIN  # cross_validate groups by width // WIDTH_BIN
 
-    def over_mirror(head, view, index):
-        return mean_over_mirror(head.probabilities(bank[view, index]),
-                                head.probabilities(mirror[view, index]))
-
+    over_mirror = mirror_view_scores(bank, mirror)
     arms = {"one view": {}, "served (mirror TTA)": {"view_scores": over_mirror},
             "served + width erasure 50 px": {"view_scores": over_mirror,
                                              "erase_concept": width_bins(widths, 50),

@@ -24,9 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from screening.inference import mean_over_mirror  # noqa: E402
 from training import data as data_mod  # noqa: E402
-from training.crossval import cross_validate, fold_line  # noqa: E402
+from training.crossval import cross_validate, fold_line, mirror_view_scores  # noqa: E402
 from training.features import feature_bank, load_photos, pooled_model, split_mirror  # noqa: E402
 from training.network import DEFAULT_BACKBONE_WEIGHTS, backbone_weights_path, build_classifier  # noqa: E402
 
@@ -74,9 +73,7 @@ def main() -> int:
 def cross_validate_both(bank, mirror, labels, widths, c: float, mirror_head: bool) -> None:
     """training/crossval.py's folds and recipe, scored on one view and on the mean over the mirror."""
     fit_bank = np.concatenate([bank, mirror]) if mirror_head else bank
-    arms = {"one view": None,
-            "mirror TTA": lambda head, view, index: mean_over_mirror(head.probabilities(bank[view, index]),
-                                                                      head.probabilities(mirror[view, index]))}
+    arms = {"one view": None, "mirror TTA": mirror_view_scores(bank, mirror)}
     for name, view_scores in arms.items():
         result = cross_validate(bank, labels, widths, c, seed=SEED, fit_bank=fit_bank, view_scores=view_scores)
         for r in result["folds"]:
