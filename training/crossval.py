@@ -64,9 +64,9 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
     `fit_weights(index)`, a weight per image the head is fitted on (default: none;
     training.train passes size_balance_weights); `extra_fit_rows(fold, fit_index)`, more (features,
     labels) rows the fold's head is fitted on, made from those images only (mixstyle_cv.py);
-    `erase_concept` (N, k), the acquisition per image, whose within-class information each fold's
-    head has erased from its features first (`erase_directions` of them, 0: all), the erasure
-    estimated on the fold's fitting rows (training/erasure.py)."""
+    `erase_concept` (N, k), the acquisition per image (or (views, N, k), per view of fit_bank), whose
+    within-class information each fold's head has erased from its features first (`erase_directions`
+    of them, 0: all), the erasure estimated on the fold's fitting rows (training/erasure.py)."""
     labels = np.asarray(labels).astype(int)
     groups = acquisition_groups(widths)
     fit_bank = bank if fit_bank is None else fit_bank
@@ -77,7 +77,7 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
         weights = None if fit_weights is None else np.tile(fit_weights(fit_idx), len(fit_bank))
         x, y = fit_bank[:, fit_idx].reshape(-1, bank.shape[-1]), np.tile(labels[fit_idx], len(fit_bank))
         erasure = None if erase_concept is None else within_class_erasure(
-            x, np.tile(erase_concept[fit_idx], (len(fit_bank), 1)), y, max_directions=erase_directions)
+            x, _fit_concept(erase_concept, fit_idx, len(fit_bank)), y, max_directions=erase_directions)
         extra = None if extra_fit_rows is None else extra_fit_rows(k, fit_idx)
         if extra is not None:
             if weights is not None:
@@ -117,6 +117,17 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
         summary[key] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))}
     return {"folds": per_fold, "summary": summary, "grouping": f"native width in {WIDTH_BIN}-px bins",
             "c": c}
+
+
+def _fit_concept(concept: np.ndarray, fit_idx: np.ndarray, views: int) -> np.ndarray:
+    """The concept's rows in fit_bank's order: one per image (N, k), the same for all its views, or
+    one per fitted view ((views, N, k): what differs between re-acquisitions, e.g. sharpness)."""
+    concept = np.asarray(concept)
+    if concept.ndim == 3:
+        if len(concept) != views:
+            raise ValueError(f"erase_concept has {len(concept)} views; the fitted bank {views}")
+        return concept[:, fit_idx].reshape(-1, concept.shape[-1])
+    return np.tile(concept[fit_idx], (views, 1))
 
 
 def mirror_view_scores(bank: np.ndarray, mirror: np.ndarray

@@ -116,3 +116,28 @@ def test_max_directions_erases_only_the_strongest():
     assert removed(strongest) == 1 < removed(every) <= concept.shape[1]
     # the camera's own feature carries the strongest within-class width signal: it goes first
     assert np.abs(np.corrcoef(strongest.apply(x)[y == 0, 1], widths[y == 0])[0, 1]) < 0.05
+
+
+def test_a_per_view_concept_follows_the_fitted_rows_order():
+    """erase_concept (views, N, k): each fitted row gets its own view's value (sharpness differs
+    between a photograph and its blurred copy), in the order cross_validate stacks the rows."""
+    from training.crossval import _fit_concept
+
+    views, n = 3, 5
+    concept = np.arange(views * n, dtype=float).reshape(views, n, 1)  # value = view * n + image
+    fit_idx = np.array([4, 1, 2])
+    rows = np.arange(views * n).reshape(views, n)[:, fit_idx].reshape(-1)  # the bank's row order
+    assert np.array_equal(_fit_concept(concept, fit_idx, views)[:, 0], rows)
+    per_image = np.arange(n, dtype=float)[:, None]
+    assert np.array_equal(_fit_concept(per_image, fit_idx, views)[:, 0], np.tile(fit_idx, views))
+
+
+def test_cross_validation_refuses_a_per_view_concept_of_another_bank():
+    x, y, widths = acquisition_confounded(n=200, seed=5)
+    bank = np.stack([x, x])
+    try:
+        cross_validate(bank, y, widths, c=1.0, erase_concept=np.zeros((3, len(y), 1)))
+    except ValueError as error:
+        assert "3 views" in str(error)
+    else:
+        raise AssertionError("a concept for 3 views was taken for a 2-view bank")
