@@ -70,6 +70,7 @@ def compatible(hp) -> bool:
     return (hp.pretrained and hp.fine_tune_from_block >= TRUNK_BLOCKS and not hp.cam_channels
             and not hp.local_contrast_sigma and not hp.input_blur_sigma
             and hp.backbone == DEFAULT_BACKBONE and not hp.pool_radius_cells and hp.antialias_from_block >= TRUNK_BLOCKS
+            and not hp.standardise_feature_blocks
             and not hp.adapt_batch_norm and trunk_fingerprint(trunk_weights(hp)) == summary["trunk_weights_sha256"]
             and hp.image_size == summary["image_size"])
 

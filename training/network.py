@@ -244,6 +244,35 @@ class CentralCells(layers.Layer):
         return {**super().get_config(), "radius": self.radius}
 
 
+@keras.saving.register_keras_serializable(package="screening")
+class BlockStandardisation(layers.Layer):
+    """Each feature block's part of the multi-scale map shifted and scaled per photograph so that its
+    globally pooled vector has mean 0 and spread 1 over its channels: what a camera does to the size
+    of every activation at once (exposure, blur, compression) is divided out before the head. Affine
+    per photograph and block, so the heatmap (this output times the dense weights) stays exact.
+    Card row 61."""
+
+    def __init__(self, channels: tuple[int, ...], **kwargs):
+        super().__init__(**kwargs)
+        self.channels = tuple(int(c) for c in channels)
+
+    def call(self, x):
+        from keras import ops
+
+        parts, start = [], 0
+        for width in self.channels:
+            part = x[..., start:start + width]
+            pooled = ops.mean(part, axis=(1, 2), keepdims=True)
+            centre = ops.mean(pooled, axis=-1, keepdims=True)
+            spread = ops.sqrt(ops.mean(ops.square(pooled - centre), axis=-1, keepdims=True) + 1e-6)
+            parts.append((part - centre) / spread)
+            start += width
+        return ops.concatenate(parts, axis=-1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "channels": list(self.channels)}
+
+
 def build_classifier(
     input_size: int = 224,
     cam_channels: int = 0,
@@ -257,6 +286,7 @@ def build_classifier(
     backbone: str = DEFAULT_BACKBONE,
     pool_radius_cells: float = 0.0,
     antialias_from_block: int = NO_ANTIALIAS,
+    standardise_feature_blocks: bool = False,
 ) -> keras.Model:
     """The full classifier: [0,1] RGB (N, S, S, 3) -> P(glaucoma) (N, 1). For Lite1/Lite2, the
     trunk's and the features' block numbers (given as Lite0's) follow the stages they end."""
@@ -283,6 +313,8 @@ def build_classifier(
                                  antialias_from_block=antialias_from_block)
     blocks = tuple(b for b in feature_blocks if b < trunk_blocks) or (trunk_blocks - 1,)
     x = multi_scale_features(taps, blocks)
+    if standardise_feature_blocks:
+        x = BlockStandardisation(tuple(taps[b].shape[-1] for b in blocks), name="feature_standardisation")(x)
     if cam_channels:
         # Optional extra 1x1 layer. No batch norm: its moving averages lag far behind
         # with ~16 steps an epoch.

@@ -81,6 +81,11 @@ class Hyperparameters:
     # reshuffles the features less (training/network.py). Off: -1 halved the logit's shift
     # sensitivity but, without retraining the trunk, cost grouped-CV AUC 0.928 -> 0.892 (card row 32)
     antialias_from_block: int = 99
+    # each feature block's pooled vector standardised over its channels per photograph, in the graph
+    # (training/network.py BlockStandardisation), so a camera's gain on every activation is divided out.
+    # Off: grouped-CV AUC 0.954 -> 0.958 (within noise), but the suite's median p95 |dp| 0.208 -> 0.223,
+    # blur specificity 0.630 -> 0.587 and CSDI's discs called glaucoma 39 -> 42 % (model card row 61)
+    standardise_feature_blocks: bool = False
     # re-estimate every batch-norm layer's statistics on this job's training photographs before the
     # features are taken (AdaBN; training/network.py adapt_batch_norm); the base set's stored features
     # then no longer fit. Off: on the ImageNet trunk, grouped-CV AUC 0.928 -> 0.949, but a longer |dp|

@@ -76,6 +76,7 @@ def train(hp: Hyperparameters, splits: dict, checkpoint_dir: Path):
                              input_blur_sigma=hp.input_blur_sigma,
                              backbone=hp.backbone, pool_radius_cells=hp.pool_radius_cells,
                              antialias_from_block=hp.antialias_from_block,
+                             standardise_feature_blocks=hp.standardise_feature_blocks,
                              backbone_weights=trunk_weights(hp))
     if hp.adapt_batch_norm:
         from training.features import adaptation_views

@@ -90,7 +90,8 @@ def test_hyperparameters_that_cannot_use_stored_features_are_recognised():
     assert not base_set.compatible(Hyperparameters(image_size=96))
     assert not base_set.compatible(Hyperparameters(pretrained=False))
     assert not base_set.compatible(Hyperparameters(fine_tune_from_block=9))
-    # another trunk, other pooling or other batch statistics (model card rows 29-33, 44) than the stored features'
+    # another trunk, other pooling or other batch statistics (model card rows 29-33, 44, 61) than the
+    # stored features'
     for options in ({"backbone": "lite2"}, {"pool_radius_cells": 5.0}, {"antialias_from_block": -1},
-                    {"adapt_batch_norm": True}, {"adapted_trunk": False}):
+                    {"adapt_batch_norm": True}, {"adapted_trunk": False}, {"standardise_feature_blocks": True}):
         assert not base_set.compatible(Hyperparameters(**options)), options

@@ -1,5 +1,6 @@
-"""The classifier's options (model card rows 29-33): the Lite1/Lite2 trunks, pooling over the
-central cells only, blur-pooled stride-2 steps, and batch-norm statistics re-estimated on the data."""
+"""The classifier's options (model card rows 29-33 and 61): the Lite1/Lite2 trunks, pooling over the
+central cells only, blur-pooled stride-2 steps, batch-norm statistics re-estimated on the data, and
+each feature block standardised per photograph."""
 
 import numpy as np
 import pytest
@@ -145,3 +146,25 @@ def test_the_committed_adapted_trunk_is_the_imagenet_trunk_with_its_provenance()
 def test_a_missing_adapted_trunk_says_how_to_make_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="make adapted-trunk"):
         network.build_classifier(input_size=64, backbone_weights=tmp_path / "efficientnet_lite0_trunk_fundus_bn.npz")
+
+
+def test_standardised_feature_blocks_divide_out_a_gain_on_every_activation(tmp_path, real_images):
+    """Each block's pooled vector has mean 0 and spread 1 over its channels, so a photograph whose
+    activations all grew by one factor in a block pools to the same vector (card row 61)."""
+    model = network.build_classifier(input_size=224, dropout=0.0, standardise_feature_blocks=True)
+    layer = model.get_layer("feature_standardisation")
+    assert layer.channels == (40, 80, 112)
+    maps = keras.Model(model.inputs, layer.input).predict(real_images[:3], verbose=0)
+    pooled = pooled_model(model).predict(real_images[:3], verbose=0)
+    for start, stop in ((0, 40), (40, 120), (120, 232)):
+        part = pooled[:, start:stop]
+        assert np.allclose(part.mean(axis=1), 0, atol=1e-4) and np.allclose(part.std(axis=1), 1, atol=1e-3)
+    scaled = maps.copy()
+    scaled[..., 40:120] *= 1.7
+    scaled[..., 120:] = scaled[..., 120:] * 0.6 + 0.3
+    after = keras.ops.convert_to_numpy(keras.ops.mean(layer(scaled), axis=(1, 2)))
+    assert np.allclose(after, pooled, atol=1e-4)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    assert np.allclose(again.predict(real_images[:3], verbose=0), model.predict(real_images[:3], verbose=0),
+                       atol=1e-6)

@@ -70,12 +70,14 @@ def test_keras_and_tflite_agree_on_real_images(real_images):
 
 
 @pytest.mark.parametrize("options", [{}, {"local_contrast_sigma": 24.0}, {"input_blur_sigma": 1.0},
-                                     {"pool_radius_cells": 5.0}, {"antialias_from_block": 1}],
-                         ids=["plain", "local-contrast", "input-blur", "central-cells", "antialiased"])
+                                     {"pool_radius_cells": 5.0}, {"antialias_from_block": 1},
+                                     {"standardise_feature_blocks": True}],
+                         ids=["plain", "local-contrast", "input-blur", "central-cells", "antialiased",
+                              "standardised-blocks"])
 def test_freshly_exported_tflite_matches_its_keras_model(tmp_path, real_images, options):
     """The export path itself, on a small untrained model (not just the committed files), plain and
     with each optional layer before the trunk (model card rows 26-27), in it (row 32) and after it
-    (row 31): their ops must run in LiteRT too, and the served heatmap's mean plus the bias must
+    (rows 31 and 61): their ops must run in LiteRT too, and the served heatmap's mean plus the bias must
     stay the logit."""
     import json
 
