@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from training.erasure import within_class_erasure
-from training.head import LinearHead, expected_calibration_error, fit_head, platt_scaling
+from training.head import LinearHead, expected_calibration_error, fit_head, penalised_head, platt_scaling
 from training.metrics import choose_threshold, classification_report
 
 WIDTH_BIN = 50
@@ -55,18 +55,22 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
                    fit_weights: Callable[[np.ndarray], np.ndarray] | None = None,
                    extra_fit_rows: Callable[[int, np.ndarray],
                                             tuple[np.ndarray, np.ndarray] | None] | None = None,
-                   erase_concept: np.ndarray | None = None, erase_directions: int = 0) -> dict:
+                   erase_concept: np.ndarray | None = None, erase_directions: int = 0,
+                   invariance_penalty: float = 0.0) -> dict:
     """bank: (1 + copies, N, D) features of every image, clean first.
 
     For experiments (training/experiments/tta_cv.py): `fit_bank`, the rows the heads are fitted on
     (default: bank); `view_scores(head, view, index)`, the probabilities of one view of the images
     at `index` (default: the head on bank[view, index]), e.g. averaged with their mirror images';
-    `fit_weights(index)`, a weight per image the head is fitted on (default: none;
-    training.train passes size_balance_weights); `extra_fit_rows(fold, fit_index)`, more (features,
-    labels) rows the fold's head is fitted on, made from those images only (mixstyle_cv.py);
+    `fit_weights(index)`, a weight per image the head is fitted on, or per fitted row in fit_bank's
+    order (default: none; training.train passes size_balance_weights); `extra_fit_rows(fold,
+    fit_index)`, more (features, labels) rows the fold's head is fitted on, made from those images
+    only (mixstyle_cv.py);
     `erase_concept` (N, k), the acquisition per image (or (views, N, k), per view of fit_bank), whose
     within-class information each fold's head has erased from its features first (`erase_directions`
-    of them, 0: all), the erasure estimated on the fold's fitting rows (training/erasure.py)."""
+    of them, 0: all), the erasure estimated on the fold's fitting rows (training/erasure.py);
+    `invariance_penalty` alpha, the head's logit variance across each photograph's fitted views
+    penalised (head.penalised_head)."""
     labels = np.asarray(labels).astype(int)
     groups = acquisition_groups(widths)
     fit_bank = bank if fit_bank is None else fit_bank
@@ -74,7 +78,8 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
     for k, (train_idx, test_idx) in enumerate(grouped_folds(labels, widths, folds, seed)):
         fit_idx, cal_idx = train_test_split(train_idx, test_size=0.15, random_state=seed + k,
                                             stratify=labels[train_idx])
-        weights = None if fit_weights is None else np.tile(fit_weights(fit_idx), len(fit_bank))
+        weights = (None if fit_weights is None
+                   else _fit_row_weights(fit_weights(fit_idx), len(fit_idx), len(fit_bank)))
         x, y = fit_bank[:, fit_idx].reshape(-1, bank.shape[-1]), np.tile(labels[fit_idx], len(fit_bank))
         erasure = None if erase_concept is None else within_class_erasure(
             x, _fit_concept(erase_concept, fit_idx, len(fit_bank)), y, max_directions=erase_directions)
@@ -85,7 +90,12 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
             x, y = np.concatenate([x, extra[0]]), np.concatenate([y, extra[1]])
         if erasure is not None:
             x = erasure.apply(x)
-        head = fit_head(x, y, c, sample_weight=weights)
+        if invariance_penalty:
+            if weights is not None or extra is not None or erasure is not None:
+                raise ValueError("invariance_penalty is not combined with weights, extra rows or erasure")
+            head = penalised_head(fit_bank[:, fit_idx], labels[fit_idx], c, invariance_penalty)
+        else:
+            head = fit_head(x, y, c, sample_weight=weights)
         if erasure is not None:
             head = erasure.fold_into(head)  # on raw features from here on
         head = platt_scaling(head, bank[0, cal_idx], labels[cal_idx])
@@ -117,6 +127,17 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
         summary[key] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1))}
     return {"folds": per_fold, "summary": summary, "grouping": f"native width in {WIDTH_BIN}-px bins",
             "c": c}
+
+
+def _fit_row_weights(weights: np.ndarray, images: int, views: int) -> np.ndarray:
+    """fit_weights' answer as one weight per fitted row: per image (the same for all its views) or
+    already per row (views * images, in fit_bank's order: a view's own weight, e.g. by its sharpness)."""
+    weights = np.asarray(weights, float)
+    if len(weights) == images * views and views > 1:
+        return weights
+    if len(weights) != images:
+        raise ValueError(f"fit_weights gave {len(weights)} weights for {images} images in {views} views")
+    return np.tile(weights, views)
 
 
 def _fit_concept(concept: np.ndarray, fit_idx: np.ndarray, views: int) -> np.ndarray:

@@ -53,6 +53,38 @@ def fit_head(features: np.ndarray, labels: np.ndarray, c: float,
     return LinearHead(weights, float(model.intercept_[0] - weights @ mean))
 
 
+def penalised_head(fit_bank: np.ndarray, labels: np.ndarray, c: float, alpha: float) -> LinearHead:
+    """fit_head's class-balanced, L2-regularised logistic regression on standardised features, plus
+    alpha * rows * w'Sw, S the covariance of a photograph's views (fit_bank: (views, N, D)) about
+    their mean, averaged over photographs: the logit's variance across re-acquisitions penalised
+    (card rows 6 and 65). alpha 0 is fit_head's problem."""
+    from scipy.optimize import minimize
+
+    views, n, d = fit_bank.shape
+    x = fit_bank.reshape(-1, d).astype(np.float64)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    z = (fit_bank - mean) / std
+    centred = z - z.mean(axis=0, keepdims=True)
+    spread = np.einsum("vni,vnj->ij", centred, centred) / (views * n)
+    x = z.reshape(-1, d)
+    y = np.tile(labels, views).astype(float)
+    sw = np.where(y == 1, len(y) / (2 * y.sum()), len(y) / (2 * (len(y) - y.sum())))
+
+    def objective(params):
+        w, b = params[:-1], params[-1]
+        logit = x @ w + b
+        loss = sw * (np.logaddexp(0, -logit) * y + np.logaddexp(0, logit) * (1 - y))
+        residual = sw * (1 / (1 + np.exp(-logit)) - y)
+        value = 0.5 * w @ w + c * loss.sum() + alpha * len(y) * w @ spread @ w
+        grad_w = w + c * x.T @ residual + 2 * alpha * len(y) * spread @ w
+        return value, np.append(grad_w, c * residual.sum())
+
+    params = minimize(objective, np.zeros(d + 1), jac=True, method="L-BFGS-B",
+                      options={"maxiter": 5000, "gtol": 1e-8}).x
+    weights = params[:-1] / std
+    return LinearHead(weights, float(params[-1] - weights @ mean))
+
+
 def select_c(train_x: np.ndarray, train_y: np.ndarray, val_sets: list[tuple[np.ndarray, np.ndarray]],
              grid=C_GRID, sample_weight: np.ndarray | None = None) -> tuple[float, dict[float, float]]:
     """The C whose head has the best mean AUC over the validation sets (clean and re-acquired)."""

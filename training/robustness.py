@@ -55,24 +55,36 @@ def invariance_report(predict: Callable[[np.ndarray], np.ndarray], paths: list[P
     clean = classification_report(labels, clean_scores, threshold)
     report = {}
     for name, variant in variants.items():
-        scores = predict(variant_inputs(paths, variant, size))
-        delta = np.abs(scores - clean_scores)
-        figures = classification_report(labels, scores, threshold)
-        entry = {
-            "delta_p_median": float(np.median(delta)),
-            "delta_p_p95": float(np.percentile(delta, 95)),
-            "delta_p_max": float(delta.max()),
-            "roc_auc": figures["roc_auc"],
-            "sensitivity": figures["sensitivity"],
-            "specificity": figures["specificity"],
-            "target": name in VARIANTS,
-        }
-        entry["meets_targets"] = bool(
-            entry["delta_p_p95"] <= MAX_DELTA_P95
-            and not (clean["roc_auc"] - entry["roc_auc"] > MAX_AUC_DROP)
-            and entry["sensitivity"] >= MIN_SENS_SPEC and entry["specificity"] >= MIN_SENS_SPEC)
+        entry = variant_entry(labels, clean_scores, predict(variant_inputs(paths, variant, size)), threshold,
+                              clean["roc_auc"], target=name in VARIANTS)
         report[name] = entry
-        log(f"  {name:22s} |dp| median {entry['delta_p_median']:.3f} p95 {entry['delta_p_p95']:.3f} "
+        log(entry_line(name, entry))
+    return report
+
+
+def entry_line(name: str, entry: dict) -> str:
+    return (f"  {name:22s} |dp| median {entry['delta_p_median']:.3f} p95 {entry['delta_p_p95']:.3f} "
             f"AUC {entry['roc_auc']:.3f} sens {entry['sensitivity']:.3f} spec {entry['specificity']:.3f}"
             f"{'' if entry['meets_targets'] else '  (misses a target)'}")
-    return report
+
+
+def variant_entry(labels: np.ndarray, clean_scores: np.ndarray, scores: np.ndarray, threshold: float,
+                  clean_auc: float, target: bool = True) -> dict:
+    """One variant's line of the report: |dp| against the clean scores, the figures at `threshold`,
+    and whether it meets the targets."""
+    delta = np.abs(scores - clean_scores)
+    figures = classification_report(labels, scores, threshold)
+    entry = {
+        "delta_p_median": float(np.median(delta)),
+        "delta_p_p95": float(np.percentile(delta, 95)),
+        "delta_p_max": float(delta.max()),
+        "roc_auc": figures["roc_auc"],
+        "sensitivity": figures["sensitivity"],
+        "specificity": figures["specificity"],
+        "target": target,
+    }
+    entry["meets_targets"] = bool(
+        entry["delta_p_p95"] <= MAX_DELTA_P95
+        and not (clean_auc - entry["roc_auc"] > MAX_AUC_DROP)
+        and entry["sensitivity"] >= MIN_SENS_SPEC and entry["specificity"] >= MIN_SENS_SPEC)
+    return entry

@@ -165,3 +165,52 @@ def test_the_training_recipe_applies_the_size_balance_only_when_asked():
     balanced = dense_weights(Hyperparameters(size_balance=1.0), widths)
     assert abs(balanced[1] / balanced[0]) < 0.8 * abs(plain[1] / plain[0])  # less weight on the size cue
     keras.backend.clear_session()
+
+
+def viewed(n=300, views=4, seed=5):
+    """(views, N, D) features: a label signal, and a nuisance that moves between a photograph's views
+    and, in these photographs, happens to go with the label."""
+    x, y = synthetic(n=n, d=8, seed=seed, shift=0.4)
+    rng = np.random.default_rng(seed + 1)
+    bank = np.repeat(x[None], views, axis=0) + rng.normal(scale=0.1, size=(views, n, 8))
+    bank[:, :, 1] += rng.normal(scale=2.0, size=(views, n)) + 1.5 * y
+    return bank, y
+
+
+def test_the_penalised_head_without_a_penalty_is_fit_head():
+    from training.head import penalised_head
+
+    bank, y = viewed()
+    plain = fit_head(bank.reshape(-1, bank.shape[-1]), np.tile(y, len(bank)), c=0.3)
+    same = penalised_head(bank, y, c=0.3, alpha=0.0)
+    x = bank.reshape(-1, bank.shape[-1])
+    assert np.abs(plain.logits(x) - same.logits(x)).max() < 1e-3 * np.abs(plain.logits(x)).max()
+
+
+def test_the_invariance_penalty_steadies_the_logit_across_a_photographs_views():
+    from training.head import penalised_head
+
+    bank, y = viewed()
+
+    def spread(head):  # the logit's standard deviation across views, per photograph, over its range
+        logits = np.stack([head.logits(view) for view in bank])
+        return np.median(logits.std(axis=0)) / np.ptp(logits.mean(axis=0))
+
+    plain, steady = penalised_head(bank, y, 0.3, 0.0), penalised_head(bank, y, 0.3, 1.0)
+    assert spread(steady) < 0.5 * spread(plain)
+    assert abs(steady.weights[1]) < 0.2 * abs(plain.weights[1])  # the nuisance is what it gave up
+
+
+def test_cross_validation_takes_a_weight_per_fitted_row():
+    """fit_weights may answer per image (tiled over the views) or per fitted row: zero weight on
+    every view but the first is the head fitted on the first view alone."""
+    bank, y = viewed(n=400)
+    widths = np.random.default_rng(9).integers(200, 1400, len(y))
+    first_only = cross_validate(bank, y, widths, c=0.3,
+                                fit_weights=lambda index: np.concatenate([np.ones(len(index)),
+                                                                          np.zeros(3 * len(index))]))
+    one_view = cross_validate(bank, y, widths, c=0.3, fit_bank=bank[:1])
+    assert (first_only["summary"]["roc_auc"]["mean"]
+            == pytest.approx(one_view["summary"]["roc_auc"]["mean"], abs=2e-3))
+    with pytest.raises(ValueError, match="weights for"):
+        cross_validate(bank, y, widths, c=0.3, fit_weights=lambda index: np.ones(len(index) + 1))
