@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 
 from training.crossval import cross_validate, fold_line, mirror_view_scores, summary_line  # noqa: E402
 from training.erasure import width_bins  # noqa: E402
-from training.experiments.tta_cv import SEED, cache_path  # noqa: E402
+from training.experiments.tta_cv import SEED, served_banks  # noqa: E402
 
 
 def main() -> int:
@@ -41,8 +41,7 @@ def main() -> int:
     parser.add_argument("--bin-px", type=int, default=100)
     parser.add_argument("--directions", type=int, default=0, help="erase only the strongest N (0: all)")
     args = parser.parse_args()
-    cached = np.load(cache_path(6, adapted=True))
-    bank, mirror, labels, widths = cached["bank"], cached["mirror"], cached["labels"], cached["widths"]
+    bank, mirror, labels, widths = served_banks()
     concept = (np.log(widths.astype(float))[:, None] if args.concept == "log-width"
                else width_bins(widths, args.bin_px))
 

@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from training.crossval import cross_validate, mirror_view_scores, summary_line  # noqa: E402
-from training.experiments.tta_cv import SEED, cache_path  # noqa: E402
+from training.experiments.tta_cv import SEED, served_banks  # noqa: E402
 from training.network import LITE0_STAGES  # noqa: E402
 
 # Channel ranges of the pooled vector: the ends of stages 3, 4 and 5 (network.FEATURE_BLOCKS).
@@ -56,8 +56,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--c", type=float, default=0.1)
     args = parser.parse_args()
-    cached = np.load(cache_path(6, adapted=True))
-    bank, mirror, labels, widths = cached["bank"], cached["mirror"], cached["labels"], cached["widths"]
+    bank, mirror, labels, widths = served_banks()
     if bank.shape[-1] != BLOCK_SLICES[-1].stop:
         raise SystemExit(f"expected {BLOCK_SLICES[-1].stop} pooled channels, the cache has {bank.shape[-1]}")
     for arm, transform in ARMS.items():

@@ -36,7 +36,7 @@ from screening.preprocessing import MODEL_INPUT_SIZE  # noqa: E402
 from training import data as data_mod  # noqa: E402
 from training.crossval import (cross_validate, fold_line, grouped_folds, mirror_view_scores,  # noqa: E402
                                summary_line)
-from training.experiments.tta_cv import SEED, cache_path  # noqa: E402
+from training.experiments.tta_cv import SEED, served_banks  # noqa: E402
 from training.features import augmented_inputs, load_photos  # noqa: E402
 from training.finetune import lower_model, upper_model  # noqa: E402
 from training.network import backbone_weights_path, build_classifier  # noqa: E402
@@ -82,11 +82,7 @@ def main() -> int:
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--c", type=float, default=0.1)
     args = parser.parse_args()
-    cache = cache_path(6, adapted=True)
-    if not cache.exists():
-        raise SystemExit(f"run `tta_cv.py 6 {args.c} mirror-head adapted` first: {cache} is missing")
-    cached = np.load(cache)
-    bank, mirror, labels, widths = cached["bank"], cached["mirror"], cached["labels"], cached["widths"]
+    bank, mirror, labels, widths = served_banks()
     splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
     paths = [p for name in ("train", "val", "test") for p in splits[name].paths]
     photos = load_photos(paths)

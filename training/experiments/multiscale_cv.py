@@ -25,15 +25,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from training import data as data_mod  # noqa: E402
 from training.crossval import cross_validate, fold_line, summary_line  # noqa: E402
-from training.experiments.tta_cv import SEED, banks, cache_path  # noqa: E402
+from training.experiments.tta_cv import SEED, cached_banks, served_banks  # noqa: E402
 from training.features import pooled_model  # noqa: E402
 from training.head import LinearHead  # noqa: E402
 from training.network import backbone_weights_path, build_classifier  # noqa: E402
@@ -64,21 +62,9 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--c", type=float, default=0.1)
     args = parser.parse_args()
-    cached = np.load(cache_path(6, adapted=True))
-    bank, mirror, labels, widths = cached["bank"], cached["mirror"], cached["labels"], cached["widths"]
-    cache = cache_path(6, adapted=True).parent / f"multiscale_banks_{args.size}.npz"
-    if cache.exists():
-        small = np.load(cache)
-        small_bank, small_mirror = small["bank"], small["mirror"]
-    else:
-        splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
-        order = ("train", "val", "test")
-        pooled = resized_pooled_model(args.size)
-        pairs = [banks(pooled, data_mod.load_images(splits[name]), 6, SEED + i)
-                 for i, name in enumerate(order)]
-        small_bank = np.concatenate([p for p, _ in pairs], axis=1)
-        small_mirror = np.concatenate([m for _, m in pairs], axis=1)
-        np.savez(cache, bank=small_bank, mirror=small_mirror)
+    bank, mirror, labels, widths = served_banks()
+    small_bank, small_mirror = cached_banks(f"multiscale_banks_{args.size}",
+                                            lambda: resized_pooled_model(args.size))
     served_fit = np.concatenate([bank, mirror])
     both_fit = np.concatenate([bank, mirror, small_bank, small_mirror])
     s = args.size

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from training.crossval import WIDTH_BIN, cross_validate, mirror_view_scores, summary_line  # noqa: E402
 from training.experiments.erase_sharpness_cv import view_sharpness  # noqa: E402
-from training.experiments.tta_cv import SEED, cache_path  # noqa: E402
+from training.experiments.tta_cv import SEED, served_banks  # noqa: E402
 
 
 def main() -> int:
@@ -31,8 +31,7 @@ def main() -> int:
     parser.add_argument("--alphas", default="0,0.003,0.01,0.03,0.1")
     parser.add_argument("--c", type=float, default=0.1)
     args = parser.parse_args()
-    cached = np.load(cache_path(6, adapted=True))
-    bank, mirror, labels, widths = cached["bank"], cached["mirror"], cached["labels"], cached["widths"]
+    bank, mirror, labels, widths = served_banks()
     clean_sharpness = np.log(view_sharpness(Path(os.environ["ACRIMA_DIR"]))[0])
     edges = np.quantile(clean_sharpness, np.linspace(0, 1, 11)[1:-1])
     groupings = {"width": widths, "sharpness": np.searchsorted(edges, clean_sharpness) * WIDTH_BIN}

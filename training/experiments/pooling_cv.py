@@ -20,15 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from training import data as data_mod  # noqa: E402
 from training.crossval import cross_validate, mirror_view_scores, summary_line  # noqa: E402
-from training.experiments.tta_cv import SEED, banks, cache_path  # noqa: E402
+from training.experiments.tta_cv import SEED, cached_banks, served_banks  # noqa: E402
 from training.network import backbone_weights_path, build_classifier, feature_map  # noqa: E402
 
 GEM_P = 3.0
@@ -51,20 +49,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--c", type=float, default=0.1)
     args = parser.parse_args()
-    cached = np.load(cache_path(6, adapted=True))
-    bank, mirror, labels, widths = cached["bank"], cached["mirror"], cached["labels"], cached["widths"]
-    cache = cache_path(6, adapted=True).parent / "pooling_banks.npz"
-    if cache.exists():
-        other = np.load(cache)
-        other_bank, other_mirror = other["bank"], other["mirror"]
-    else:
-        splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
-        pooled = pooled_three_ways(build_classifier(backbone_weights=backbone_weights_path(adapted=True)))
-        pairs = [banks(pooled, data_mod.load_images(splits[name]), 6, SEED + i)
-                 for i, name in enumerate(("train", "val", "test"))]
-        other_bank = np.concatenate([p for p, _ in pairs], axis=1)
-        other_mirror = np.concatenate([m for _, m in pairs], axis=1)
-        np.savez(cache, bank=other_bank, mirror=other_mirror)
+    bank, mirror, labels, widths = served_banks()
+    other_bank, other_mirror = cached_banks("pooling_banks", lambda: pooled_three_ways(
+        build_classifier(backbone_weights=backbone_weights_path(adapted=True))))
     d = bank.shape[-1]
     arms = {
         "average (served)": (bank, mirror),

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 from training.crossval import cross_validate, fold_line, mirror_view_scores, summary_line  # noqa: E402
 from training.experiments.erase_sharpness_cv import view_sharpness  # noqa: E402
-from training.experiments.tta_cv import SEED, cache_path  # noqa: E402
+from training.experiments.tta_cv import SEED, served_banks  # noqa: E402
 
 
 def balance_weights(bins: np.ndarray, labels: np.ndarray, power: float) -> np.ndarray:
@@ -46,8 +46,7 @@ def main() -> int:
     parser.add_argument("--powers", default="0.5,1")
     parser.add_argument("--c", type=float, default=0.1)
     args = parser.parse_args()
-    cached = np.load(cache_path(6, adapted=True))
-    bank, mirror, labels, widths = cached["bank"], cached["mirror"], cached["labels"], cached["widths"]
+    bank, mirror, labels, widths = served_banks()
     sharp = np.log(view_sharpness(Path(os.environ["ACRIMA_DIR"])))
     edges = np.quantile(sharp, np.linspace(0, 1, args.bins + 1)[1:-1])
     bins = np.searchsorted(edges, np.concatenate([sharp, sharp]))  # (2 * views, N): a mirror is as sharp

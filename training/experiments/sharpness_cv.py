@@ -29,7 +29,7 @@ from screening.preprocessing import LUMA_WEIGHTS, circle_mask  # noqa: E402
 from training import data as data_mod  # noqa: E402
 from training.crossval import WIDTH_BIN, cross_validate, mirror_view_scores, summary_line  # noqa: E402
 from training.erasure import width_bins  # noqa: E402
-from training.experiments.tta_cv import SEED, cache_path  # noqa: E402
+from training.experiments.tta_cv import SEED, served_banks  # noqa: E402
 
 def sharpness(images: np.ndarray) -> np.ndarray:
     """Variance of the Laplacian of each input's grey level standardised inside the circle (the
@@ -51,8 +51,7 @@ def main() -> int:
     parser.add_argument("--erase-directions", type=int, default=0,
                         help="row 55's erasure: the strongest N directions (0: all)")
     args = parser.parse_args()
-    cached = np.load(cache_path(6, adapted=True))
-    bank, mirror, labels, widths = cached["bank"], cached["mirror"], cached["labels"], cached["widths"]
+    bank, mirror, labels, widths = served_banks()
     splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
     images = np.concatenate([data_mod.load_images(splits[name]).images for name in ("train", "val", "test")])
     sharp = sharpness(images)

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from training import data as data_mod  # noqa: E402
 from training.crossval import cross_validate, fold_line, mirror_view_scores, summary_line  # noqa: E402
-from training.experiments.tta_cv import SEED, banks, cache_path  # noqa: E402
+from training.experiments.tta_cv import SEED, cached_banks, served_banks  # noqa: E402
 from training.finetune import lower_model, upper_model  # noqa: E402
 from training.network import backbone_weights_path, build_classifier  # noqa: E402
 
@@ -67,29 +67,17 @@ def main() -> int:
     parser.add_argument("--strength", type=float, default=1.0)
     parser.add_argument("--c", type=float, default=0.1)
     args = parser.parse_args()
-    baseline = cache_path(6, adapted=True)
-    if not baseline.exists():
-        raise SystemExit(f"run `tta_cv.py 6 {args.c} mirror-head adapted` first: {baseline} is missing")
-    cached = np.load(baseline)
-    labels, widths = cached["labels"], cached["widths"]
-    cache = baseline.parent / f"style_norm_banks_cut{args.cut}_s{args.strength:g}.npz"
-    if cache.exists():
-        normed = np.load(cache)
-        bank, mirror = normed["bank"], normed["mirror"]
-    else:
-        splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
-        order = ("train", "val", "test")
-        loaded = {name: data_mod.load_images(splits[name]) for name in order}
+    served, served_mirror, labels, widths = served_banks()
+
+    def make_pooled():
+        train = data_mod.load_images(data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))["train"])
         model = build_classifier(backbone_weights=backbone_weights_path(adapted=True))
-        train_acts = lower_model(model, args.cut).predict(loaded["train"].images, batch_size=32, verbose=0)
+        train_acts = lower_model(model, args.cut).predict(train.images, batch_size=32, verbose=0)
         mu, sigma = (v.mean(axis=0).astype(np.float32) for v in style_statistics(train_acts))
-        del train_acts
-        pooled = style_normalised_model(model, args.cut, mu, sigma, args.strength)
-        pairs = [banks(pooled, loaded[name], 6, SEED + i) for i, name in enumerate(order)]
-        bank = np.concatenate([p for p, _ in pairs], axis=1)
-        mirror = np.concatenate([m for _, m in pairs], axis=1)
-        np.savez(cache, bank=bank, mirror=mirror)
-    arms = {"served": (cached["bank"], cached["mirror"]), "style-normalised": (bank, mirror)}
+        return style_normalised_model(model, args.cut, mu, sigma, args.strength)
+
+    bank, mirror = cached_banks(f"style_norm_banks_cut{args.cut}_s{args.strength:g}", make_pooled)
+    arms = {"served": (served, served_mirror), "style-normalised": (bank, mirror)}
     for name, (b, m) in arms.items():
         result = cross_validate(b, labels, widths, args.c, seed=SEED, fit_bank=np.concatenate([b, m]),
                                 view_scores=mirror_view_scores(b, m))

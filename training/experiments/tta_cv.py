@@ -37,6 +37,34 @@ def cache_path(copies: int = 6, adapted: bool = False) -> Path:
     return Path(__file__).resolve().parents[2] / "runs" / f"tta_cv_banks_k{copies}{'_adapted' if adapted else ''}.npz"
 
 
+def served_banks() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(bank, mirror, labels, widths) of `tta_cv.py 6 0.1 mirror-head adapted`: the served trunk's
+    features of all 705 images, as the later experiments compare against them."""
+    path = cache_path(6, adapted=True)
+    if not path.exists():
+        raise SystemExit(f"run `tta_cv.py 6 0.1 mirror-head adapted` first: {path} is missing")
+    cached = np.load(path)
+    return cached["bank"], cached["mirror"], cached["labels"], cached["widths"]
+
+
+def cached_banks(name: str, make_pooled) -> tuple[np.ndarray, np.ndarray]:
+    """(bank, mirror) of all 705 images (train, val, test; this script's re-acquisition draws) by the
+    pooled model `make_pooled()` gives, made once and kept in runs/<name>.npz."""
+    path = cache_path().parent / f"{name}.npz"
+    if path.exists():
+        cached = np.load(path)
+        return cached["bank"], cached["mirror"]
+    splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
+    pooled = make_pooled()
+    pairs = [banks(pooled, data_mod.load_images(splits[split]), 6, SEED + i)
+             for i, split in enumerate(("train", "val", "test"))]
+    bank = np.concatenate([b for b, _ in pairs], axis=1)
+    mirror = np.concatenate([m for _, m in pairs], axis=1)
+    path.parent.mkdir(exist_ok=True)
+    np.savez(path, bank=bank, mirror=mirror)
+    return bank, mirror
+
+
 def banks(pooled, images: data_mod.LoadedImages, copies: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(1 + copies, N, D) features of the inputs and of the same inputs mirrored."""
     both = feature_bank(pooled, load_photos(images.paths), images.images, copies, seed, mirror=True)
