@@ -25,7 +25,8 @@ import numpy as np  # noqa: E402
 
 from training import data as data_mod  # noqa: E402
 from training.crossval import cross_validate, mirror_view_scores, summary_line  # noqa: E402
-from training.experiments.head_suite import served_head, suite_summary, variant_features  # noqa: E402
+from training.experiments.head_suite import (served_head, split_indices, suite_summary,  # noqa: E402
+                                             variant_features)
 from training.experiments.tta_cv import SEED, served_banks  # noqa: E402
 from training.head import fit_head  # noqa: E402
 
@@ -51,8 +52,7 @@ def main() -> int:
     labels = labels.astype(int)
     fit_bank = np.concatenate([bank, mirror])
     splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
-    sizes = [len(splits[name].paths) for name in ("train", "val", "test")]
-    train, val, test = np.split(np.arange(sum(sizes)), np.cumsum(sizes)[:-1])
+    train, val, test = split_indices(splits, labels)
     variants = variant_features(list(splits["test"].paths))
     for temperature in [None] + [float(t) for t in args.temperatures.split(",")]:
         name = "served" if temperature is None else f"hard views, T {temperature:g}"

@@ -32,7 +32,7 @@ from training import data as data_mod  # noqa: E402
 from training.acquisition import EXTRA_VARIANTS, VARIANTS  # noqa: E402
 from training.experiments.erase_sharpness_cv import view_sharpness  # noqa: E402
 from training.experiments.sharpness_balance_cv import balance_weights  # noqa: E402
-from training.experiments.tta_cv import cache_path  # noqa: E402
+from training.experiments.tta_cv import cache_path, served_banks  # noqa: E402
 from training.head import (LinearHead, expected_calibration_error, fit_head, penalised_head,  # noqa: E402
                            platt_scaling)
 from training.metrics import choose_threshold, classification_report  # noqa: E402
@@ -96,6 +96,15 @@ def suite_summary(head: LinearHead, threshold: float, clean: tuple, labels: np.n
             f"blur spec {entries['blur_1.5']['specificity']:.3f}")
 
 
+def split_indices(splits: dict, labels: np.ndarray) -> list[np.ndarray]:
+    """[train, val, test] indices into the cached features, which hold the splits in that order."""
+    order = ("train", "val", "test")
+    if not np.array_equal(labels, np.concatenate([splits[name].labels for name in order])):
+        raise SystemExit("the cached features are not in splits.csv's order: rerun tta_cv.py")
+    sizes = [len(splits[name].paths) for name in order]
+    return np.split(np.arange(sum(sizes)), np.cumsum(sizes)[:-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sharpness-balance", default="", help="powers, comma-separated")
@@ -103,13 +112,10 @@ def main() -> int:
                         help="alphas, comma-separated (0: fit_head's problem)")
     args = parser.parse_args()
     acrima = Path(os.environ["ACRIMA_DIR"])
-    cached = np.load(cache_path(6, adapted=True))
-    bank, mirror, labels = cached["bank"], cached["mirror"], cached["labels"].astype(int)
+    bank, mirror, labels, _ = served_banks()
+    labels = labels.astype(int)
     splits = data_mod.read_splits_csv(acrima)
-    sizes = [len(splits[name].paths) for name in ("train", "val", "test")]
-    train, val, test = np.split(np.arange(sum(sizes)), np.cumsum(sizes)[:-1])
-    if not np.array_equal(labels, np.concatenate([splits[n].labels for n in ("train", "val", "test")])):
-        raise SystemExit("the cached features are not in splits.csv's order: rerun tta_cv.py")
+    train, val, test = split_indices(splits, labels)
     variants = variant_features(list(splits["test"].paths))
     clean = (bank[0, test], mirror[0, test])
 
