@@ -1,0 +1,56 @@
+"""Which trunk blocks the head reads (card row 19) on the served, adapted trunk: grouped 5-fold CV
+and the invariance suite, for blocks 4+7+10 (served), 7+10, 4+10 and 10 alone.
+
+    ACRIMA_DIR=/path/to/acrima PYTHONPATH=functions:. python training/experiments/blocks_suite.py
+
+Why: block 4 (stride 8) carries the finest detail, which blur and JPEG remove and in which ACRIMA's
+normals are sharper; if the head leaned on it for the sharpness cue, dropping it would steady the
+suite. Dropping a block is a head-level change (its columns of the pooled vector left out), so the
+served recipe is refitted on the cached features (head_suite.py) for the suite (card row 67).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from training import data as data_mod  # noqa: E402
+from training.crossval import cross_validate, mirror_view_scores, summary_line  # noqa: E402
+from training.experiments.feature_norm_cv import BLOCK_SLICES  # noqa: E402
+from training.experiments.head_suite import (served_head, split_indices, suite_summary,  # noqa: E402
+                                             variant_features)
+from training.experiments.tta_cv import SEED, served_banks  # noqa: E402
+
+BLOCKS = {4: BLOCK_SLICES[0], 7: BLOCK_SLICES[1], 10: BLOCK_SLICES[2]}
+
+
+def main() -> int:
+    bank, mirror, labels, widths = served_banks()
+    labels = labels.astype(int)
+    splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
+    train, val, test = split_indices(splits, labels)
+    variants = variant_features(list(splits["test"].paths))
+    for blocks in ((4, 7, 10), (7, 10), (4, 10), (10,)):
+        cols = np.concatenate([np.arange(BLOCKS[b].start, BLOCKS[b].stop) for b in blocks])
+        b, m = bank[..., cols], mirror[..., cols]
+        result = cross_validate(b, labels, widths, 0.1, seed=SEED, fit_bank=np.concatenate([b, m]),
+                                view_scores=mirror_view_scores(b, m))
+        head, threshold = served_head(b, m, labels, train, val)
+        with contextlib.redirect_stdout(io.StringIO()):  # the per-variant lines
+            suite = suite_summary(head, threshold, (b[0, test], m[0, test]), labels[test],
+                                  {name: (v[..., cols], vm[..., cols]) for name, (v, vm) in variants.items()})
+        name = "+".join(str(block) for block in blocks)
+        print(f"blocks {name}: grouped CV {summary_line(result)}", flush=True)
+        print(f"blocks {name}: {suite}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
