@@ -42,18 +42,23 @@ C = 0.1
 MIN_SENSITIVITY = 0.9
 
 
-def variant_features(test_paths: list[Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per suite variant: the served trunk's pooled features of the test split's variant inputs and
-    of their mirror images."""
-    cache = cache_path(6, adapted=True).parent / "head_suite_variants.npz"
+def served_pooled_model():
+    from training.features import pooled_model
+    from training.network import backbone_weights_path, build_classifier
+
+    return pooled_model(build_classifier(backbone_weights=backbone_weights_path(adapted=True)))
+
+
+def variant_features(test_paths: list[Path], name: str = "head_suite_variants",
+                     make_pooled=served_pooled_model) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per suite variant: the pooled features (by default the served trunk's) of the test split's
+    variant inputs and of their mirror images, kept in runs/<name>.npz."""
+    cache = cache_path(6, adapted=True).parent / f"{name}.npz"
     if cache.exists():
         stored = np.load(cache)
         return {name: (stored[f"{name}/view"], stored[f"{name}/mirror"])
                 for name in {**VARIANTS, **EXTRA_VARIANTS}}
-    from training.features import pooled_model
-    from training.network import backbone_weights_path, build_classifier
-
-    pooled = pooled_model(build_classifier(backbone_weights=backbone_weights_path(adapted=True)))
+    pooled = make_pooled()
     features = {}
     for name, variant in {**VARIANTS, **EXTRA_VARIANTS}.items():
         inputs = variant_inputs(test_paths, variant)

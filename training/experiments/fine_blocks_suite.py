@@ -1,0 +1,76 @@
+"""Finer trunk blocks added to what the head reads: blocks 0 (112x112x16, stride 2) and 2 (56x56x24,
+stride 4) beside the served 4+7+10, grouped 5-fold CV and the invariance suite.
+
+    ACRIMA_DIR=/path/to/acrima PYTHONPATH=functions:. python training/experiments/fine_blocks_suite.py
+
+Why: row 67 found that without block 4's fine detail the head is less specific under blur, not
+more; if fine structure steadies it, finer blocks may steady it further. The blocks are average-
+pooled onto the 14x14 grid as the served ones are (network.multi_scale_features), so the heatmap and
+the serving cost barely change. The features of all 705 images (the bank's draws) and of the suite's
+variants are taken once with the head reading 0+2+4+7+10 (runs/fine_blocks_*.npz, about 12 minutes);
+each arm is a choice of columns, the served recipe refitted as head_suite.py does (card row 68).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from training import data as data_mod  # noqa: E402
+from training.crossval import cross_validate, mirror_view_scores, summary_line  # noqa: E402
+from training.experiments.head_suite import (served_head, split_indices, suite_summary,  # noqa: E402
+                                             variant_features)
+from training.experiments.tta_cv import SEED, cached_banks, served_banks  # noqa: E402
+from training.features import pooled_model  # noqa: E402
+from training.network import backbone_weights_path, build_classifier  # noqa: E402
+
+FEATURE_BLOCKS = (0, 2, 4, 7, 10)
+WIDTHS = (16, 24, 40, 80, 112)
+
+
+def fine_pooled_model():
+    return pooled_model(build_classifier(feature_blocks=FEATURE_BLOCKS,
+                                         backbone_weights=backbone_weights_path(adapted=True)))
+
+
+def columns(blocks: tuple[int, ...]) -> np.ndarray:
+    """The pooled vector's columns of these blocks."""
+    starts = dict(zip(FEATURE_BLOCKS, np.cumsum((0,) + WIDTHS[:-1])))
+    sizes = dict(zip(FEATURE_BLOCKS, WIDTHS))
+    return np.concatenate([np.arange(starts[b], starts[b] + sizes[b]) for b in blocks])
+
+
+def main() -> int:
+    served, _, labels, widths = served_banks()
+    labels = labels.astype(int)
+    bank, mirror = cached_banks("fine_blocks_banks", fine_pooled_model)
+    served_cols = columns((4, 7, 10))
+    print(f"the served blocks' columns match the cached served features to "
+          f"{np.abs(bank[..., served_cols] - served).max():.1e}", flush=True)
+    splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
+    train, val, test = split_indices(splits, labels)
+    variants = variant_features(list(splits["test"].paths), "fine_blocks_variants", fine_pooled_model)
+    for blocks in ((4, 7, 10), (2, 4, 7, 10), (0, 4, 7, 10), (0, 2, 4, 7, 10)):
+        cols = columns(blocks)
+        b, m = bank[..., cols], mirror[..., cols]
+        result = cross_validate(b, labels, widths, 0.1, seed=SEED, fit_bank=np.concatenate([b, m]),
+                                view_scores=mirror_view_scores(b, m))
+        head, threshold = served_head(b, m, labels, train, val)
+        with contextlib.redirect_stdout(io.StringIO()):  # the per-variant lines
+            suite = suite_summary(head, threshold, (b[0, test], m[0, test]), labels[test],
+                                  {name: (v[..., cols], vm[..., cols]) for name, (v, vm) in variants.items()})
+        name = "+".join(str(block) for block in blocks)
+        print(f"blocks {name}: grouped CV {summary_line(result)}", flush=True)
+        print(f"blocks {name}: {suite}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
