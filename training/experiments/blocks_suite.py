@@ -31,24 +31,31 @@ from training.experiments.tta_cv import SEED, served_banks  # noqa: E402
 BLOCKS = {4: BLOCK_SLICES[0], 7: BLOCK_SLICES[1], 10: BLOCK_SLICES[2]}
 
 
-def main() -> int:
-    bank, mirror, labels, widths = served_banks()
-    labels = labels.astype(int)
-    splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
+def score_block_arms(bank: np.ndarray, mirror: np.ndarray, variants: dict, labels: np.ndarray,
+                     widths: np.ndarray, splits: dict, arms: dict[str, np.ndarray]) -> None:
+    """For each arm (a name and the pooled vector's columns it keeps): the grouped CV and the suite,
+    the served recipe refitted on those columns (head_suite.py)."""
     train, val, test = split_indices(splits, labels)
-    variants = variant_features(list(splits["test"].paths))
-    for blocks in ((4, 7, 10), (7, 10), (4, 10), (10,)):
-        cols = np.concatenate([np.arange(BLOCKS[b].start, BLOCKS[b].stop) for b in blocks])
+    for name, cols in arms.items():
         b, m = bank[..., cols], mirror[..., cols]
         result = cross_validate(b, labels, widths, 0.1, seed=SEED, fit_bank=np.concatenate([b, m]),
                                 view_scores=mirror_view_scores(b, m))
         head, threshold = served_head(b, m, labels, train, val)
         with contextlib.redirect_stdout(io.StringIO()):  # the per-variant lines
-            suite = suite_summary(head, threshold, (b[0, test], m[0, test]), labels[test],
-                                  {name: (v[..., cols], vm[..., cols]) for name, (v, vm) in variants.items()})
-        name = "+".join(str(block) for block in blocks)
+            kept = {variant: (v[..., cols], vm[..., cols]) for variant, (v, vm) in variants.items()}
+            suite = suite_summary(head, threshold, (b[0, test], m[0, test]), labels[test], kept)
         print(f"blocks {name}: grouped CV {summary_line(result)}", flush=True)
         print(f"blocks {name}: {suite}", flush=True)
+
+
+def main() -> int:
+    bank, mirror, labels, widths = served_banks()
+    splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
+    variants = variant_features(list(splits["test"].paths))
+    arms = {"+".join(map(str, blocks)): np.concatenate([np.arange(BLOCKS[b].start, BLOCKS[b].stop)
+                                                        for b in blocks])
+            for blocks in ((4, 7, 10), (7, 10), (4, 10), (10,))}
+    score_block_arms(bank, mirror, variants, labels.astype(int), widths, splits, arms)
     return 0
 
 

@@ -13,8 +13,6 @@ each arm is a choice of columns, the served recipe refitted as head_suite.py doe
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import sys
 from pathlib import Path
@@ -24,10 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from training import data as data_mod  # noqa: E402
-from training.crossval import cross_validate, mirror_view_scores, summary_line  # noqa: E402
-from training.experiments.head_suite import (served_head, split_indices, suite_summary,  # noqa: E402
-                                             variant_features)
-from training.experiments.tta_cv import SEED, cached_banks, served_banks  # noqa: E402
+from training.experiments.blocks_suite import score_block_arms  # noqa: E402
+from training.experiments.head_suite import variant_features  # noqa: E402
+from training.experiments.tta_cv import cached_banks, served_banks  # noqa: E402
 from training.features import pooled_model  # noqa: E402
 from training.network import backbone_weights_path, build_classifier  # noqa: E402
 
@@ -49,26 +46,14 @@ def columns(blocks: tuple[int, ...]) -> np.ndarray:
 
 def main() -> int:
     served, _, labels, widths = served_banks()
-    labels = labels.astype(int)
     bank, mirror = cached_banks("fine_blocks_banks", fine_pooled_model)
-    served_cols = columns((4, 7, 10))
     print(f"the served blocks' columns match the cached served features to "
-          f"{np.abs(bank[..., served_cols] - served).max():.1e}", flush=True)
+          f"{np.abs(bank[..., columns((4, 7, 10))] - served).max():.1e}", flush=True)
     splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
-    train, val, test = split_indices(splits, labels)
     variants = variant_features(list(splits["test"].paths), "fine_blocks_variants", fine_pooled_model)
-    for blocks in ((4, 7, 10), (2, 4, 7, 10), (0, 4, 7, 10), (0, 2, 4, 7, 10)):
-        cols = columns(blocks)
-        b, m = bank[..., cols], mirror[..., cols]
-        result = cross_validate(b, labels, widths, 0.1, seed=SEED, fit_bank=np.concatenate([b, m]),
-                                view_scores=mirror_view_scores(b, m))
-        head, threshold = served_head(b, m, labels, train, val)
-        with contextlib.redirect_stdout(io.StringIO()):  # the per-variant lines
-            suite = suite_summary(head, threshold, (b[0, test], m[0, test]), labels[test],
-                                  {name: (v[..., cols], vm[..., cols]) for name, (v, vm) in variants.items()})
-        name = "+".join(str(block) for block in blocks)
-        print(f"blocks {name}: grouped CV {summary_line(result)}", flush=True)
-        print(f"blocks {name}: {suite}", flush=True)
+    arms = {"+".join(map(str, blocks)): columns(blocks)
+            for blocks in ((4, 7, 10), (2, 4, 7, 10), (0, 4, 7, 10), (0, 2, 4, 7, 10))}
+    score_block_arms(bank, mirror, variants, labels.astype(int), widths, splits, arms)
     return 0
 
 
