@@ -23,12 +23,18 @@ import numpy as np  # noqa: E402
 
 from training import data as data_mod  # noqa: E402
 from training.crossval import cross_validate, mirror_view_scores, summary_line  # noqa: E402
-from training.experiments.feature_norm_cv import BLOCK_SLICES  # noqa: E402
 from training.experiments.head_suite import (served_head, split_indices, suite_summary,  # noqa: E402
                                              variant_features)
 from training.experiments.tta_cv import SEED, served_banks  # noqa: E402
+from training.network import FEATURE_BLOCKS, block_specs  # noqa: E402
 
-BLOCKS = {4: BLOCK_SLICES[0], 7: BLOCK_SLICES[1], 10: BLOCK_SLICES[2]}
+
+def block_columns(blocks: tuple[int, ...], read: tuple[int, ...] = FEATURE_BLOCKS) -> np.ndarray:
+    """The pooled vector's columns of `blocks`, for a head reading the blocks `read` (concatenated in
+    that order by network.multi_scale_features, each as wide as its block's output)."""
+    widths = {b: block_specs()[b][4] for b in read}
+    starts = dict(zip(read, np.cumsum([0] + [widths[b] for b in read[:-1]])))
+    return np.concatenate([np.arange(starts[b], starts[b] + widths[b]) for b in blocks])
 
 
 def score_block_arms(bank: np.ndarray, mirror: np.ndarray, variants: dict, labels: np.ndarray,
@@ -52,8 +58,7 @@ def main() -> int:
     bank, mirror, labels, widths = served_banks()
     splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
     variants = variant_features(list(splits["test"].paths))
-    arms = {"+".join(map(str, blocks)): np.concatenate([np.arange(BLOCKS[b].start, BLOCKS[b].stop)
-                                                        for b in blocks])
+    arms = {"+".join(map(str, blocks)): block_columns(blocks)
             for blocks in ((4, 7, 10), (7, 10), (4, 10), (10,))}
     score_block_arms(bank, mirror, variants, labels.astype(int), widths, splits, arms)
     return 0

@@ -22,36 +22,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from training import data as data_mod  # noqa: E402
-from training.experiments.blocks_suite import score_block_arms  # noqa: E402
+from training.experiments.blocks_suite import block_columns, score_block_arms  # noqa: E402
 from training.experiments.head_suite import variant_features  # noqa: E402
 from training.experiments.tta_cv import cached_banks, served_banks  # noqa: E402
 from training.features import pooled_model  # noqa: E402
 from training.network import backbone_weights_path, build_classifier  # noqa: E402
 
-FEATURE_BLOCKS = (0, 2, 4, 7, 10)
-WIDTHS = (16, 24, 40, 80, 112)
+FINE_BLOCKS = (0, 2, 4, 7, 10)
 
 
 def fine_pooled_model():
-    return pooled_model(build_classifier(feature_blocks=FEATURE_BLOCKS,
+    return pooled_model(build_classifier(feature_blocks=FINE_BLOCKS,
                                          backbone_weights=backbone_weights_path(adapted=True)))
-
-
-def columns(blocks: tuple[int, ...]) -> np.ndarray:
-    """The pooled vector's columns of these blocks."""
-    starts = dict(zip(FEATURE_BLOCKS, np.cumsum((0,) + WIDTHS[:-1])))
-    sizes = dict(zip(FEATURE_BLOCKS, WIDTHS))
-    return np.concatenate([np.arange(starts[b], starts[b] + sizes[b]) for b in blocks])
 
 
 def main() -> int:
     served, _, labels, widths = served_banks()
     bank, mirror = cached_banks("fine_blocks_banks", fine_pooled_model)
     print(f"the served blocks' columns match the cached served features to "
-          f"{np.abs(bank[..., columns((4, 7, 10))] - served).max():.1e}", flush=True)
+          f"{np.abs(bank[..., block_columns((4, 7, 10), FINE_BLOCKS)] - served).max():.1e}", flush=True)
     splits = data_mod.read_splits_csv(Path(os.environ["ACRIMA_DIR"]))
     variants = variant_features(list(splits["test"].paths), "fine_blocks_variants", fine_pooled_model)
-    arms = {"+".join(map(str, blocks)): columns(blocks)
+    arms = {"+".join(map(str, blocks)): block_columns(blocks, FINE_BLOCKS)
             for blocks in ((4, 7, 10), (2, 4, 7, 10), (0, 4, 7, 10), (0, 2, 4, 7, 10))}
     score_block_arms(bank, mirror, variants, labels.astype(int), widths, splits, arms)
     return 0
