@@ -10,7 +10,9 @@ Why this recipe:
   (stem to block `CUT_BLOCK`, ~24 ms an image), and those activations are cached; an epoch
   then runs only blocks 5-10 and the head on a random pair of copies of each photograph;
 - loss: class-balanced cross-entropy on both copies plus a consistency term, the squared
-  difference of their probabilities (what the invariance suite measures);
+  difference of their probabilities (what the invariance suite measures); with `anchor`, each
+  copy's probability is pulled to the starting model's on the clean photograph instead, a fixed
+  target: two copies can agree by both drifting towards the middle, which a fixed target forbids;
 - batch norm stays frozen (ImageNet statistics; batches of 32 are too small to re-estimate
   them), low learning rate, the head starts from the fitted linear head, and the epoch is
   chosen on val (clean and re-acquired copies).
@@ -84,10 +86,11 @@ def pooled_from_activations(upper, bank: np.ndarray, batch_size: int = 128) -> n
 def fine_tune(model, train_bank: np.ndarray, train_y: np.ndarray, val_bank: np.ndarray, val_y: np.ndarray,
               epochs: int = 6, learning_rate: float = 1e-4, consistency: float = 1.0,
               from_block: int = CUT_BLOCK + 1, batch_size: int = 32, seed: int = 42,
-              keep_best: bool = True, log=print) -> dict:
+              keep_best: bool = True, anchor: bool = False, log=print) -> dict:
     """Train blocks `from_block`.. and the dense unit on random pairs of cached copies;
     keep the epoch with the best mean val AUC (clean, re-acquired), or the last one when not
-    `keep_best`. Returns the history."""
+    `keep_best`. With `anchor`, the consistency target is the starting model's probability on
+    the clean photograph (train_bank[0]). Returns the history."""
     import keras
     import tensorflow as tf
     from sklearn.metrics import roc_auc_score
@@ -109,9 +112,14 @@ def fine_tune(model, train_bank: np.ndarray, train_y: np.ndarray, val_bank: np.n
     positives = float(np.mean(train_y))
     class_w = tf.constant([0.5 / (1 - positives), 0.5 / positives], tf.float32)
     kernel, bias = dense.kernel, dense.bias
+    teacher = np.zeros(len(train_y), np.float32)
+    if anchor:  # the starting model's p on each clean photograph, fixed for the whole run
+        clean_logits = (pooled_from_activations(upper, train_bank[:1])[0] @ kernel.numpy()[:, 0]
+                        + float(bias.numpy()[0]))
+        teacher = (1 / (1 + np.exp(-clean_logits))).astype(np.float32)
 
     @tf.function(reduce_retracing=True)
-    def step(a, b, y):
+    def step(a, b, y, target):
         with tf.GradientTape() as tape:
             both = upper(tf.concat([a, b], 0), training=False)  # frozen BN, no dropout
             logits = tf.squeeze(tf.matmul(both, kernel), -1) + bias[0]
@@ -120,7 +128,10 @@ def fine_tune(model, train_bank: np.ndarray, train_y: np.ndarray, val_bank: np.n
             ce = tf.reduce_mean(weights * tf.nn.sigmoid_cross_entropy_with_logits(labels=yy, logits=logits))
             p = tf.sigmoid(logits)
             half = tf.shape(a)[0]
-            gap = tf.reduce_mean(tf.square(p[:half] - p[half:]))
+            if anchor:
+                gap = tf.reduce_mean(tf.square(p - tf.concat([target, target], 0)))
+            else:
+                gap = tf.reduce_mean(tf.square(p[:half] - p[half:]))
             loss = ce + consistency * gap
         grads = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(grads, variables))
@@ -153,7 +164,8 @@ def fine_tune(model, train_bank: np.ndarray, train_y: np.ndarray, val_bank: np.n
             second = (first + rng.integers(1, copies, len(idx))) % copies  # a different copy
             a = train_bank[first, idx].astype(np.float32)
             b = train_bank[second, idx].astype(np.float32)
-            ce, gap = step(tf.constant(a), tf.constant(b), tf.constant(train_y[idx], tf.float32))
+            ce, gap = step(tf.constant(a), tf.constant(b), tf.constant(train_y[idx], tf.float32),
+                           tf.constant(teacher[idx]))
             ces.append(float(ce))
             gaps.append(float(gap))
         score, dp95, _ = val_score()

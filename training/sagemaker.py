@@ -118,6 +118,8 @@ class Hyperparameters:
     fine_tune_top_epochs: int = 0
     fine_tune_learning_rate: float = 1e-4
     fine_tune_consistency: float = 1.0  # weight of the squared |dp| between two copies
+    # true: each copy's p is pulled to the starting model's p on the clean photograph instead (card row 70)
+    fine_tune_anchor: bool = False
     model_version: str = ""
     # the condition this job trains: data folders normal/ + <positive_class>/ (default: the condition)
     condition: str = "glaucoma"

@@ -164,7 +164,7 @@ def fit_fine_tuned_top(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
     history["fine_tune"] = finetune.fine_tune(
         model, acts["train"], loaded["train"].labels, acts["val"], loaded["val"].labels,
         epochs=hp.fine_tune_top_epochs, learning_rate=hp.fine_tune_learning_rate,
-        consistency=hp.fine_tune_consistency, seed=hp.seed)
+        consistency=hp.fine_tune_consistency, anchor=hp.fine_tune_anchor, seed=hp.seed)
     val_bank = finetune.pooled_from_activations(upper, acts["val"])
     weights, bias = model.get_layer(OUTPUT_LAYER).get_weights()
     head = platt_scaling(LinearHead(weights[:, 0].astype(np.float64), float(bias[0])),

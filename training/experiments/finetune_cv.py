@@ -2,12 +2,14 @@
 on the same folds (training/crossval.py's folds: native width in 50-px bins).
 
     ACRIMA_DIR=/path/to/acrima PYTHONPATH=functions:. python training/experiments/finetune_cv.py \
-        COPIES EPOCHS [C] [CONSISTENCY] [LR]
+        COPIES EPOCHS [C] [CONSISTENCY] [LR] [--anchor] [--adapted]
 
 Per fold: the head (fixed C) on the clean and re-acquired features of 85 % of the training
 folds, Platt scaling and the threshold (sensitivity >= 0.90, clean + re-acquired) on the other
 15 %; then blocks 5-10 (run through finetune_whole.py: the whole trunk) and the head
 fine-tuned (training/finetune.py, epoch chosen on that 15 %), Platt and threshold again. Both scored on the test fold, clean and re-acquired.
+--anchor: the consistency target is the starting model's p on the clean photograph (card row 70);
+--adapted: the served trunk, its lower batch-norm statistics re-estimated on ACRIMA (card row 44).
 """
 
 from __future__ import annotations
@@ -30,19 +32,22 @@ from training.crossval import grouped_folds  # noqa: E402
 from training.features import load_photos  # noqa: E402
 from training.head import LinearHead, expected_calibration_error, fit_head, platt_scaling, write_into  # noqa: E402
 from training.metrics import choose_threshold, classification_report  # noqa: E402
-from training.network import OUTPUT_LAYER, build_classifier  # noqa: E402
+from training.network import OUTPUT_LAYER, backbone_weights_path, build_classifier  # noqa: E402
 from training.experiments.finetune_top import cached_activation_bank  # noqa: E402
 
-copies = int(sys.argv[1]) if len(sys.argv) > 1 else 6
-epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 4
-c = float(sys.argv[3]) if len(sys.argv) > 3 else 0.3
-consistency = float(sys.argv[4]) if len(sys.argv) > 4 else 1.0
-lr = float(sys.argv[5]) if len(sys.argv) > 5 else 1e-4
+flags = {a for a in sys.argv[1:] if a.startswith("--")}
+argv = [sys.argv[0], *(a for a in sys.argv[1:] if not a.startswith("--"))]
+copies = int(argv[1]) if len(argv) > 1 else 6
+epochs = int(argv[2]) if len(argv) > 2 else 4
+c = float(argv[3]) if len(argv) > 3 else 0.3
+consistency = float(argv[4]) if len(argv) > 4 else 1.0
+lr = float(argv[5]) if len(argv) > 5 else 1e-4
+anchor = "--anchor" in flags
 seed = 42
 root = Path(os.environ["ACRIMA_DIR"])
 keras.utils.set_random_seed(seed)
 splits = data_mod.discover_splits(root)
-model = build_classifier()
+model = build_classifier(backbone_weights=backbone_weights_path(adapted="--adapted" in flags))
 lower, upper = finetune.lower_model(model), finetune.upper_model(model)
 # Per split with train.py's seeds (42, 43, 44), through finetune_top.py's disk cache: the banks of
 # a finetune_top.py run with the same --augmented-copies are reused.
@@ -85,7 +90,8 @@ for k, (train_idx, test_idx) in enumerate(grouped_folds(labels, widths, seed=see
     print(f"fold {k} frozen     {json.dumps({k2: round(v, 3) for k2, v in figures.items()})}", flush=True)
     write_into(model, calibrated)
     finetune.fine_tune(model, acts[:, fit_idx], labels[fit_idx], acts[:, cal_idx], labels[cal_idx],
-                       epochs=epochs, learning_rate=lr, consistency=consistency, seed=seed + k)
+                       epochs=epochs, learning_rate=lr, consistency=consistency, seed=seed + k,
+                       anchor=anchor)
     tuned_bank = np.zeros_like(frozen_bank)  # only the calibration part and the test fold are scored
     scored = np.concatenate([cal_idx, test_idx])
     tuned_bank[:, scored] = finetune.pooled_from_activations(upper, acts[:, scored])
