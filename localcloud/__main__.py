@@ -58,8 +58,11 @@ def demo(cloud: LocalCloud) -> None:
         for record_id, (key, started) in list(pending.items()):
             item = table.get_item(Key={"id": record_id}).get("Item")
             if item:
+                # records are idempotent per (bucket, key, ETag): the same bytes sent again find the
+                # record already there, made by the model named in it
                 print(f"  s3://{cloud.names.image_bucket}/{key}: {item['status']} -> {item.get('label')} "
-                      f"p={item.get('probability')} (record after {time.monotonic() - started:.2f} s)")
+                      f"p={item.get('probability')} (record after {time.monotonic() - started:.2f} s, "
+                      f"model {item.get('model_version')})")
                 del pending[record_id]
         time.sleep(0.1)
     for key, _ in pending.values():
