@@ -160,6 +160,24 @@ BLUR_SIGMA_RANGE = (0.3, 2.0)
 CROP_FRACTION_RANGE = (0.75, 1.0)
 
 
+# The reframings whose logit spread the head is penalised for (hp.reframing_penalty, card row 71):
+# tighter crops keeping this fraction of each side at random offsets, a zoom out onto black and a zoom
+# in, none at the suite's own values (crops 80 / 90 %, zoom 0.8 / 1.2).
+REFRAMING_CROP_RANGE = (0.7, 0.95)
+REFRAMING_ZOOM_OUT_RANGE = (0.8, 0.95)
+REFRAMING_ZOOM_IN_RANGE = (1.05, 1.25)
+REFRAMINGS = 4
+
+
+def reframings(image: Image.Image, rng: np.random.Generator) -> list[Image.Image]:
+    """The same disc framed as another clinic might frame it: two tighter crops at random offsets,
+    a zoom out and a zoom in (REFRAMINGS views). The preprocessing takes most of a zoom out's black
+    margin away again, so that view differs from the photograph mostly in the pixels it lost."""
+    crops = [crop(image, rng.uniform(*REFRAMING_CROP_RANGE), tuple(rng.uniform(0.2, 0.8, 2))) for _ in range(2)]
+    return crops + [zoom(image, rng.uniform(*REFRAMING_ZOOM_OUT_RANGE)),
+                    zoom(image, rng.uniform(*REFRAMING_ZOOM_IN_RANGE))]
+
+
 def random_acquisition(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     """One random re-acquisition of a photograph: each change on a share of the draws,
     ranges a little wider than the suite's so its variants lie inside them."""

@@ -10,8 +10,9 @@ Why this split: with the trunk frozen, the head (train.fit_head_on_features,
 the same recipe as train.fit_invariant_head) sees only the trunk's pooled
 multi-scale features, so the training split travels as the feature bank of its
 photographs and of `augmented_copies` re-acquired copies of each (float16,
-(1 + copies, N, D)), the bank of the same views mirrored left to right, and the
-photographs' native widths (the head's size balance); val
+(1 + copies, N, D)), the bank of the same views mirrored left to right, the features of each
+photograph's reframings (the head's reframing penalty) and the photographs' native widths (the
+head's size balance); val
 (C, Platt scaling, the threshold, and its re-acquired copies) and test (the
 gate's base split) travel as JPEGs at the side the re-acquisitions decode at
 (DETAIL_DECODE_SIDE, twice the preprocessing's DECODE_SIDE).
@@ -44,7 +45,9 @@ BASE_SET_DIR = Path(__file__).resolve().parent / "base_set"
 JPEG_QUALITY = 85
 PROBES = 8  # val images whose features are stored too, to detect a changed trunk
 PROBE_TOLERANCE = 2e-2  # float16 storage
-FORMAT = 3  # 3: (1 + copies, N, D) train banks, as taken and mirrored, and the photographs' native widths
+# 3: (1 + copies, N, D) train banks, as taken and mirrored, and the photographs' native widths;
+# 4: and the features of each training photograph's reframings (hp.reframing_penalty)
+FORMAT = 4
 IMAGE_SIDE = DETAIL_DECODE_SIDE  # val/test JPEGs: the side re-acquisitions decode at (448)
 
 
@@ -112,7 +115,7 @@ def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path)
     import keras
 
     from training.features import split_mirror
-    from training.train import fit_head_on_features, photo_bank
+    from training.train import fit_head_on_features, photo_bank, spread_bank
 
     keras.utils.set_random_seed(hp.seed)
     stored = np.load(features_path(hp.condition, folder.parent))
@@ -131,10 +134,13 @@ def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path)
     train_bank = [np.concatenate(stored_views).astype(np.float32)]
     train_y = [stored["train_labels"].astype(np.int32)]
     train_widths = [stored["train_widths"].astype(np.int64)]
+    spreads = [np.concatenate([stored_bank[:1], stored["train_reframing_features"]]).astype(np.float32)]
     if "train" in loaded:  # the training uploads, with as many re-acquired copies as the base set's
         train_bank.append(photo_bank(pooled, loaded["train"], copies, hp.seed, mirror=hp.mirror_views))
         train_y.append(loaded["train"].labels)
         train_widths.append(data_mod.native_widths(loaded["train"].paths))
+        if hp.reframing_penalty:
+            spreads.append(spread_bank(pooled, loaded["train"], train_bank[-1], hp.seed))
     train_bank, train_y = np.concatenate(train_bank, axis=1), np.concatenate(train_y)
     val = loaded["val"]
     val_bank, val_mirror = split_mirror(photo_bank(pooled, val, hp.augmented_copies, hp.seed + 1,
@@ -142,7 +148,8 @@ def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path)
     print(f"base set: {stored_bank.shape[1]} stored photographs + {len(train_y) - stored_bank.shape[1]} "
           f"uploads, each with {copies} re-acquired copies; val {len(val.labels)}", flush=True)
     history, extras = fit_head_on_features(model, train_bank, train_y, val_bank, val.labels, hp,
-                                           np.concatenate(train_widths), val_mirror)
+                                           np.concatenate(train_widths), val_mirror,
+                                           np.concatenate(spreads, axis=1) if hp.reframing_penalty else None)
     if "train" not in loaded:  # evaluate_and_export reports the train split's size
         loaded["train"] = data_mod.LoadedImages(np.zeros((0, hp.image_size, hp.image_size, 3), np.float32),
                                                 np.zeros(0, np.int32), [], [])
@@ -155,6 +162,7 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
 
     from screening.preprocessing import DECODE_SIDE
     from training.features import split_mirror
+    from training.features import load_photos, reframing_bank
     from training.sagemaker import Hyperparameters
     from training.train import photo_bank
 
@@ -188,6 +196,7 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
     counts["train"] = {name: int((train.labels == i).sum()) for i, name in enumerate(class_names)}
     # the seed train.train gives train
     bank, mirrored = split_mirror(photo_bank(pooled, train, augmented_copies, hp.seed, mirror=True), True)
+    reframed = reframing_bank(pooled, load_photos(train.paths), hp.seed)  # train.spread_bank's views
     probe_files = sorted(str(p.relative_to(folder)) for p in (folder / "val").rglob("*.jpg"))[:PROBES]
     probes = data_mod.LabelledFiles()
     for name in probe_files:
@@ -196,6 +205,7 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
     np.savez_compressed(features_path(condition, out), format=np.int8(FORMAT),
                         train_features=bank.astype(np.float16),
                         train_mirror_features=mirrored.astype(np.float16),
+                        train_reframing_features=reframed.astype(np.float16),
                         train_labels=train.labels.astype(np.int8),
                         train_widths=data_mod.native_widths(train.paths).astype(np.int32),
                         probe_files=np.array(probe_files), probe_features=probe_features.astype(np.float16))

@@ -56,7 +56,7 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
                    extra_fit_rows: Callable[[int, np.ndarray],
                                             tuple[np.ndarray, np.ndarray] | None] | None = None,
                    erase_concept: np.ndarray | None = None, erase_directions: int = 0,
-                   invariance_penalty: float = 0.0) -> dict:
+                   invariance_penalty: float = 0.0, penalty_bank: np.ndarray | None = None) -> dict:
     """bank: (1 + copies, N, D) features of every image, clean first.
 
     For experiments (training/experiments/tta_cv.py): `fit_bank`, the rows the heads are fitted on
@@ -70,7 +70,8 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
     within-class information each fold's head has erased from its features first (`erase_directions`
     of them, 0: all), the erasure estimated on the fold's fitting rows (training/erasure.py);
     `invariance_penalty` alpha, the head's logit variance across each photograph's fitted views
-    penalised (head.penalised_head)."""
+    penalised (head.penalised_head), or with `penalty_bank` (views, N, D), its variance across these
+    views of each fitting photograph."""
     labels = np.asarray(labels).astype(int)
     groups = acquisition_groups(widths)
     fit_bank = bank if fit_bank is None else fit_bank
@@ -93,7 +94,8 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
         if invariance_penalty:
             if weights is not None or extra is not None or erasure is not None:
                 raise ValueError("invariance_penalty is not combined with weights, extra rows or erasure")
-            head = penalised_head(fit_bank[:, fit_idx], labels[fit_idx], c, invariance_penalty)
+            head = penalised_head(fit_bank[:, fit_idx], labels[fit_idx], c, invariance_penalty,
+                                  None if penalty_bank is None else penalty_bank[:, fit_idx])
         else:
             head = fit_head(x, y, c, sample_weight=weights)
         if erasure is not None:

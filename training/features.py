@@ -16,7 +16,7 @@ from PIL import Image
 
 from screening.preprocessing import (DETAIL_DECODE_SIDE, MODEL_INPUT_SIZE, ImageRejected, canonical_input,
                                      decode_image)
-from training.acquisition import random_acquisition
+from training.acquisition import random_acquisition, reframings
 
 # Photographs for augmentation are decoded with at least this shorter side, enough for
 # every augmentation (crops to 75 %, zoom) to still pass the working resolution.
@@ -60,6 +60,25 @@ def augmented_inputs(photos: list[Image.Image], seed: int, size: int = MODEL_INP
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return np.stack(list(pool.map(one, range(len(photos)))))
+
+
+def reframing_bank(pooled, photos: list[Image.Image], seed: int, size: int = MODEL_INPUT_SIZE,
+                   batch_size: int = 64, workers: int = 2) -> np.ndarray:
+    """(REFRAMINGS, N, D): the features of each photograph's reframings (acquisition.reframings),
+    whose spread about the photograph's own view the head is penalised for (hp.reframing_penalty)."""
+
+    def one(k: int) -> np.ndarray:
+        views = []
+        for view in reframings(photos[k], np.random.default_rng([seed, k])):
+            try:
+                views.append(canonical_input(view, size))
+            except ImageRejected:  # a reframing that left nothing: use the photograph itself
+                views.append(canonical_input(photos[k], size))
+        return np.stack(views)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        inputs = np.stack(list(pool.map(one, range(len(photos)))), axis=1)  # (REFRAMINGS, N, H, W, 3)
+    return np.stack([pooled.predict(view, batch_size=batch_size, verbose=0) for view in inputs]).astype(np.float32)
 
 
 def adaptation_views(images: np.ndarray, paths: list[Path], copies: int, seed: int) -> np.ndarray:

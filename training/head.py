@@ -53,19 +53,22 @@ def fit_head(features: np.ndarray, labels: np.ndarray, c: float,
     return LinearHead(weights, float(model.intercept_[0] - weights @ mean))
 
 
-def penalised_head(fit_bank: np.ndarray, labels: np.ndarray, c: float, alpha: float) -> LinearHead:
+def penalised_head(fit_bank: np.ndarray, labels: np.ndarray, c: float, alpha: float,
+                   spread_bank: np.ndarray | None = None) -> LinearHead:
     """fit_head's class-balanced, L2-regularised logistic regression on standardised features, plus
     alpha * rows * w'Sw, S the covariance of a photograph's views (fit_bank: (views, N, D)) about
     their mean, averaged over photographs: the logit's variance across re-acquisitions penalised
-    (card rows 6 and 65). alpha 0 is fit_head's problem."""
+    (card rows 6 and 65). alpha 0 is fit_head's problem. `spread_bank` (views, N', D): S from these
+    views instead, e.g. only reframings of the photographs (card row 71)."""
     from scipy.optimize import minimize
 
     views, n, d = fit_bank.shape
     x = fit_bank.reshape(-1, d).astype(np.float64)
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
     z = (fit_bank - mean) / std
-    centred = z - z.mean(axis=0, keepdims=True)
-    spread = np.einsum("vni,vnj->ij", centred, centred) / (views * n)
+    spread_z = z if spread_bank is None else (spread_bank - mean) / std
+    centred = spread_z - spread_z.mean(axis=0, keepdims=True)
+    spread = np.einsum("vni,vnj->ij", centred, centred) / (centred.shape[0] * centred.shape[1])
     x = z.reshape(-1, d)
     y = np.tile(labels, views).astype(float)
     sw = np.where(y == 1, len(y) / (2 * y.sum()), len(y) / (2 * (len(y) - y.sum())))

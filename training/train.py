@@ -115,9 +115,12 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
     banks = {name: photo_bank(pooled, images, hp.augmented_copies, hp.seed + i, mirror=hp.mirror_views)
              for i, (name, images) in enumerate(loaded.items())}
     widths = {name: data_mod.native_widths(images.paths) for name, images in loaded.items()}
+    spreads = ({name: spread_bank(pooled, images, banks[name], hp.seed + i)
+                for i, (name, images) in enumerate(loaded.items())} if hp.reframing_penalty else {})
     val_bank, val_mirror = split_mirror(banks["val"], hp.mirror_views)
     history, extras = fit_head_on_features(model, banks["train"], loaded["train"].labels,
-                                           val_bank, loaded["val"].labels, hp, widths["train"], val_mirror)
+                                           val_bank, loaded["val"].labels, hp, widths["train"], val_mirror,
+                                           spreads.get("train"))
     if "test" in banks and sum(len(b[0]) for b in banks.values()) >= 100:
         order = ("train", "val", "test")
         fit_bank = np.concatenate([banks[name] for name in order], axis=1)
@@ -135,7 +138,9 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
             view_scores=crossval.mirror_view_scores(bank, mirrored) if extras.get("mirror_tta") else None,
             erase_concept=(width_bins(all_widths, hp.erase_acquisition_bin_px)
                            if hp.erase_acquisition_bin_px else None),
-            erase_directions=hp.erase_acquisition_directions)
+            erase_directions=hp.erase_acquisition_directions,
+            invariance_penalty=hp.reframing_penalty,
+            penalty_bank=np.concatenate([spreads[name] for name in order], axis=1) if spreads else None)
         for key, value in extras["cross_validation"]["summary"].items():
             print(f"  5-fold grouped CV {key}: {value['mean']:.3f} +- {value['sd']:.3f}", flush=True)
     return history, extras
@@ -189,23 +194,35 @@ def photo_bank(pooled, images: data_mod.LoadedImages, copies: int, seed: int,
     return feature_bank(pooled, photos, images.images, copies, seed, mirror=mirror)
 
 
+def spread_bank(pooled, images: data_mod.LoadedImages, bank: np.ndarray, seed: int) -> np.ndarray:
+    """(1 + REFRAMINGS, N, D): each photograph's own features (bank[0]) and its reframings', the views
+    whose logit spread hp.reframing_penalty penalises."""
+    from training.features import load_photos, reframing_bank
+
+    print(f"trunk features of {len(images.paths)} photographs' reframings", flush=True)
+    return np.concatenate([bank[:1], reframing_bank(pooled, load_photos(images.paths), seed)])
+
+
 def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val_bank: np.ndarray,
                          val_y: np.ndarray, hp: Hyperparameters,
                          train_widths: np.ndarray | None = None,
-                         val_mirror: np.ndarray | None = None) -> tuple[dict, dict]:
+                         val_mirror: np.ndarray | None = None,
+                         train_spread: np.ndarray | None = None) -> tuple[dict, dict]:
     """The invariant head from feature banks (views, N, D): fitted on every view in train_bank
     (mirrored ones included), C chosen on val (clean and re-acquired), Platt-scaled on clean val,
     written into `model`'s dense unit; with `train_widths` (native pixel widths), each training
     photograph weighted against the size shortcut (hp.size_balance). With `val_mirror` (val_bank's
     views mirrored) and hp.mirror_tta, the model is served with mirror test-time augmentation
     (extras["mirror_tta"]), so the Platt scaling and the threshold's scores are the mean logit over
-    each view and its mirror image. Shared by the image path (fit_invariant_head) and the base
+    each view and its mirror image. With `train_spread` (spread_bank's views of the training
+    photographs) and hp.reframing_penalty, the head's logit variance across them is penalised
+    (head.penalised_head). Shared by the image path (fit_invariant_head) and the base
     set's stored features (training/base_set.py)."""
     from sklearn.metrics import log_loss, roc_auc_score
 
     from training.crossval import size_balance_weights
     from training.erasure import width_bins, within_class_erasure
-    from training.head import C_GRID, fit_head, platt_scaling, select_c, write_into
+    from training.head import C_GRID, fit_head, penalised_head, platt_scaling, select_c, write_into
 
     dims = train_bank.shape[-1]
     x = train_bank.reshape(-1, dims)
@@ -232,8 +249,15 @@ def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val
     c, scores = select_c(x_fit, y, val_sets, grid=(hp.head_c,) if hp.head_c else C_GRID,
                          sample_weight=weights)
     mirror_tta = hp.mirror_tta and val_mirror is not None
-    head = platt_scaling(fit_head(x_fit, y, c, weights), erased(val_bank[0]), val_y,
-                         erased(val_mirror[0]) if mirror_tta else None)
+    if hp.reframing_penalty and train_spread is not None:
+        if weights is not None or erasure is not None:
+            raise ValueError("--reframing-penalty does not combine with --size-balance or "
+                             "--erase-acquisition-bin-px")
+        fitted = penalised_head(train_bank, train_y, c, hp.reframing_penalty, train_spread)
+        print(f"head: logit variance across reframings penalised (alpha {hp.reframing_penalty:g})", flush=True)
+    else:
+        fitted = fit_head(x_fit, y, c, weights)
+    head = platt_scaling(fitted, erased(val_bank[0]), val_y, erased(val_mirror[0]) if mirror_tta else None)
     if erasure is not None:
         head = erasure.fold_into(head)  # the dense unit reads raw features
     write_into(model, head)

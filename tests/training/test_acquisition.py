@@ -77,3 +77,24 @@ def test_blur_is_relative_to_a_224_px_photograph(photo):
 def test_rotation_leaves_black_corners_outside_the_circle(photo):
     tensor = canonical_input(rotate(photo, 15))
     assert tensor[:20, :20].max() == 0.0 and tensor[MODEL_INPUT_SIZE // 2, MODEL_INPUT_SIZE // 2].max() > 0.1
+
+
+def test_reframings_frame_the_same_disc_tighter_and_looser_but_never_at_the_suites_values(photo):
+    """The views the head's reframing penalty reads (card row 71): two tighter crops at random
+    offsets, a zoom out onto black and a zoom in, none at the suite's 80 / 90 % or 0.8 / 1.2."""
+    views = acquisition.reframings(photo, np.random.default_rng(0))
+    assert len(views) == acquisition.REFRAMINGS
+    w, h = photo.size
+    for crop in views[:2]:
+        kept = crop.size[0] / w
+        assert 0.7 - 1e-3 <= kept <= 0.95 + 1e-3 and abs(kept - 0.8) > 1e-3 and abs(kept - 0.9) > 1e-3
+    zoom_out, zoom_in = views[2:]
+    assert zoom_out.size == zoom_in.size == photo.size
+    corner = np.asarray(zoom_out)[:3, :3]
+    assert corner.max() == 0  # shrunk onto black
+    clean = canonical_input(photo)
+    moved = [float(np.abs(canonical_input(view) - clean).mean()) for view in views]
+    assert min(moved[0], moved[1], moved[3]) > 0.01  # the crops and the zoom in reframe the disc
+    assert moved[2] < 0.005  # the preprocessing takes the black margin of a zoom out away again
+    again = acquisition.reframings(photo, np.random.default_rng(0))
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(views, again))

@@ -201,6 +201,36 @@ def test_the_invariance_penalty_steadies_the_logit_across_a_photographs_views():
     assert abs(steady.weights[1]) < 0.2 * abs(plain.weights[1])  # the nuisance is what it gave up
 
 
+def test_the_penalty_reads_its_spread_from_the_views_it_is_given():
+    """With spread_bank, S comes from those views (reframings, card row 71), not the fitted ones: a
+    nuisance that moves only in the spread bank is dropped, one that moves only in the fitted rows kept."""
+    from training.head import penalised_head
+
+    bank, y = viewed()
+    still = np.repeat(bank[:1], len(bank), axis=0)  # the fitted rows: the first view four times
+    reframed = still.copy()
+    reframed[:, :, 1] += np.random.default_rng(3).normal(scale=2.0, size=reframed.shape[:2])
+    plain = penalised_head(still, y, 0.3, 0.0)
+    given = penalised_head(still, y, 0.3, 1.0, spread_bank=reframed)
+    own = penalised_head(still, y, 0.3, 1.0)  # the fitted rows do not move: nothing to penalise
+    assert abs(given.weights[1]) < 0.2 * abs(plain.weights[1])
+    assert own.weights[1] == pytest.approx(plain.weights[1], rel=0.05)
+
+
+def test_cross_validation_penalises_the_spread_of_each_folds_own_photographs():
+    bank, y = viewed(n=400)
+    widths = np.random.default_rng(9).integers(200, 1400, len(y))
+    still = np.repeat(bank[:1], 2, axis=0)
+    reframed = np.repeat(bank[:1], 3, axis=0)
+    reframed[:, :, 1] += np.random.default_rng(4).normal(scale=2.0, size=reframed.shape[:2])
+    plain = cross_validate(still, y, widths, c=0.3)
+    penalised = cross_validate(still, y, widths, c=0.3, invariance_penalty=1.0, penalty_bank=reframed)
+    # the nuisance (which goes with the label here) is dropped, so its AUC on these images falls
+    assert penalised["summary"]["roc_auc"]["mean"] < plain["summary"]["roc_auc"]["mean"] - 0.01
+    with pytest.raises(IndexError):
+        cross_validate(still, y, widths, c=0.3, invariance_penalty=1.0, penalty_bank=reframed[:, :10])
+
+
 def test_cross_validation_takes_a_weight_per_fitted_row():
     """fit_weights may answer per image (tiled over the views) or per fitted row: zero weight on
     every view but the first is the head fitted on the first view alone."""

@@ -70,13 +70,15 @@ def variant_features(test_paths: list[Path], name: str = "head_suite_variants",
     return features
 
 
-def served_head(bank, mirror, labels, train, val, weights=None, alpha=None) -> tuple[LinearHead, float]:
+def served_head(bank, mirror, labels, train, val, weights=None, alpha=None,
+                spread_bank=None) -> tuple[LinearHead, float]:
     """training.train's frozen-trunk head and threshold on cached features (train, val: indices);
-    with `alpha`, penalised_head instead of fit_head."""
+    with `alpha`, penalised_head instead of fit_head (its S from `spread_bank[:, train]` if given)."""
     fit_bank = np.concatenate([bank[:, train], mirror[:, train]])
     x, y = fit_bank.reshape(-1, bank.shape[-1]), np.tile(labels[train], len(fit_bank))
     fitted = (fit_head(x, y, C, weights) if alpha is None
-              else penalised_head(fit_bank, labels[train], C, alpha))
+              else penalised_head(fit_bank, labels[train], C, alpha,
+                                  None if spread_bank is None else spread_bank[:, train]))
     head = platt_scaling(fitted, bank[0, val], labels[val], mirror[0, val])
     val_scores = head.probabilities_over_mirror(bank[:, val].reshape(-1, bank.shape[-1]),
                                                 mirror[:, val].reshape(-1, bank.shape[-1]))
