@@ -46,7 +46,7 @@ ACRIMA_DIR ?= $(abspath $(CURDIR)/..)/shared/data/acrima
 model: install-dev  ## retrain the default model on ACRIMA (about 10 minutes on 2 cores), or on the bundled base set
 	$(PY) -m training.train $(if $(wildcard $(ACRIMA_DIR)/splits.csv),--data $(ACRIMA_DIR),) --model-dir models \
 	    --augmented-copies 6 --output-data-dir models/report --checkpoint-dir runs/checkpoints \
-	    --model-version acrima-effl0-invariant-mirror-bnlow-tta-w224-dec224
+	    --model-version acrima-effl0-invariant-mirror-bnlow-tta-reframe-w224-dec224
 
 base-set: install-dev  ## regenerate training/base_set/ from ACRIMA (after a trunk or preprocessing change)
 	$(PY) -m training.base_set --data $(ACRIMA_DIR)

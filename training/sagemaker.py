@@ -105,6 +105,11 @@ class Hyperparameters:
     # it picks 0.3 by 0.0004 of mean val AUC over 0.1, and 0.3 lengthened the invariance suite's tail
     # (card row 47); with full AdaBN it picked the grid's top, 1.0 (row 33). 0.1 is row 25's val choice
     head_c: float = 0.1
+    # > 0: the head's logit variance across reframings of each training photograph (tighter crops,
+    # zoom; training/acquisition.py reframings) penalised with this weight (head.penalised_head).
+    # Reframing moves both classes' logits the same way, so the penalty costs little discrimination
+    # (card rows 69 and 71)
+    reframing_penalty: float = 0.01
     seed: int = 42
     image_size: int = 224
     dropout: float = 0.2

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from training import base_set, data as data_mod
+from training.acquisition import REFRAMINGS
 from training.sagemaker import Hyperparameters
 
 
@@ -25,6 +26,8 @@ def test_the_base_set_travels_with_the_project():
     assert stored["train_features"].dtype == np.float16 and int(stored["format"]) == base_set.FORMAT
     assert stored["train_mirror_features"].shape == stored["train_features"].shape  # the same views mirrored
     assert stored["train_labels"].shape == (n_train,)
+    # each photograph's reframings (tighter crops, zoom): what the head's reframing penalty reads
+    assert stored["train_reframing_features"].shape == (REFRAMINGS, n_train, summary["feature_dims"])
     # native widths (the head's size balance): ACRIMA's glaucoma photographs are the larger ones
     widths, labels = stored["train_widths"], stored["train_labels"]
     assert widths.shape == (n_train,) and np.median(widths[labels == 1]) > 1.5 * np.median(widths[labels == 0])
@@ -83,6 +86,27 @@ def test_the_base_set_trains_the_invariant_head_recipe(tmp_path):
     scores = keras_probabilities(model, test.images)
     assert roc_auc_score(test.labels, scores) > 0.75  # a trained head, not chance
     assert len(loaded["train"].labels) == 0  # no uploads: the train split is the stored features
+
+
+def test_the_base_set_penalises_the_logit_spread_across_its_stored_reframings(tmp_path):
+    """A job without ACRIMA fits the served recipe, reframing penalty included (card row 71): its
+    dense unit's logit moves less across the stored reframings than an unpenalised head's."""
+    from training.network import OUTPUT_LAYER
+
+    folder = base_set.find("glaucoma")
+    splits = base_set.eval_splits(folder)
+    stored = np.load(base_set.features_path("glaucoma"))
+    views = np.concatenate([stored["train_features"][:1], stored["train_reframing_features"]]).astype(np.float32)
+
+    def spread(alpha: float) -> float:
+        hp = Hyperparameters(augmented_copies=1, reframing_penalty=alpha)
+        model, *_ = base_set.fit_with_base_features(hp, splits, tmp_path / str(alpha), folder)
+        weights, bias = model.get_layer(OUTPUT_LAYER).get_weights()
+        logits = views @ weights[:, 0] + bias[0]
+        return float(np.median(logits.std(axis=0)) / np.ptp(logits.mean(axis=0)))
+
+    assert Hyperparameters().reframing_penalty > 0  # the default recipe
+    assert spread(0.1) < 0.8 * spread(0.0)
 
 
 def test_hyperparameters_that_cannot_use_stored_features_are_recognised():

@@ -21,7 +21,7 @@ def evaluate(*args: str) -> dict:
 
 def test_default_model_on_the_sample_folder(sample_dir):
     report = evaluate("--model", "models", "--data", str(sample_dir), "--per-image")
-    # At the model's threshold (0.293): normal Im004 (P=0.56) lies above it, glaucoma Im342 (0.003)
+    # At the model's threshold (0.270): normal Im004 (P=0.36) lies above it, glaucoma Im342 (0.002)
     # below (samples/acrima/README.md lists every sample's P).
     assert report["n"] == 12 and report["confusion_matrix"] == {"tn": 5, "fp": 1, "fn": 1, "tp": 5}
     wrong = {i["file"] for i in report["images"]
