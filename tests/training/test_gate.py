@@ -69,7 +69,8 @@ def test_both_models_are_scored_by_the_serving_path_on_the_same_images(tmp_path,
     challenger.mkdir()
     shutil.copy(MODELS / "glaucoma.tflite", challenger)
     card = json.loads((MODELS / "model.json").read_text())
-    (challenger / "model.json").write_text(json.dumps({**card, "version": "strict", "threshold": 0.999}))
+    # above the three glaucoma samples' P (0.999 to 0.99995, samples/acrima/README.md): sensitivity < 0.85
+    (challenger / "model.json").write_text(json.dumps({**card, "version": "strict", "threshold": 0.99999}))
     test = data_mod.LabelledFiles()
     for label, name in enumerate(("normal", "glaucoma")):
         for f in sample_files[name][:3]:
