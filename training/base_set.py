@@ -161,8 +161,7 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
     from PIL import Image
 
     from screening.preprocessing import DECODE_SIDE
-    from training.features import split_mirror
-    from training.features import load_photos, reframing_bank
+    from training.features import load_photos, reframing_bank, split_mirror
     from training.sagemaker import Hyperparameters
     from training.train import photo_bank
 

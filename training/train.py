@@ -107,6 +107,8 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
 
     With a test split and enough images, the same bank gives the grouped 5-fold
     cross-validation (training/crossval.py)."""
+    import functools
+
     from training import crossval
     from training.erasure import width_bins
     from training.features import pooled_model, split_mirror
@@ -115,12 +117,20 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
     banks = {name: photo_bank(pooled, images, hp.augmented_copies, hp.seed + i, mirror=hp.mirror_views)
              for i, (name, images) in enumerate(loaded.items())}
     widths = {name: data_mod.native_widths(images.paths) for name, images in loaded.items()}
-    spreads = ({name: spread_bank(pooled, images, banks[name], hp.seed + i)
-                for i, (name, images) in enumerate(loaded.items())} if hp.reframing_penalty else {})
+    seeds = {name: hp.seed + i for i, name in enumerate(loaded)}  # photo_bank's, so the draws match
+
+    @functools.cache
+    def split_spread(name: str) -> np.ndarray:
+        return spread_bank(pooled, loaded[name], banks[name], seeds[name])
+
+    def spreads(names: tuple[str, ...]) -> np.ndarray | None:
+        """The reframing penalty's views of these splits' photographs, side by side (None: no penalty)."""
+        return np.concatenate([split_spread(n) for n in names], axis=1) if hp.reframing_penalty else None
+
     val_bank, val_mirror = split_mirror(banks["val"], hp.mirror_views)
     history, extras = fit_head_on_features(model, banks["train"], loaded["train"].labels,
                                            val_bank, loaded["val"].labels, hp, widths["train"], val_mirror,
-                                           spreads.get("train"))
+                                           spreads(("train",)))
     if "test" in banks and sum(len(b[0]) for b in banks.values()) >= 100:
         order = ("train", "val", "test")
         fit_bank = np.concatenate([banks[name] for name in order], axis=1)
@@ -140,7 +150,7 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
                            if hp.erase_acquisition_bin_px else None),
             erase_directions=hp.erase_acquisition_directions,
             invariance_penalty=hp.reframing_penalty,
-            penalty_bank=np.concatenate([spreads[name] for name in order], axis=1) if spreads else None)
+            penalty_bank=spreads(order))
         for key, value in extras["cross_validation"]["summary"].items():
             print(f"  5-fold grouped CV {key}: {value['mean']:.3f} +- {value['sd']:.3f}", flush=True)
     return history, extras
