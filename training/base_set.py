@@ -134,7 +134,8 @@ def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path)
     train_bank = [np.concatenate(stored_views).astype(np.float32)]
     train_y = [stored["train_labels"].astype(np.int32)]
     train_widths = [stored["train_widths"].astype(np.int64)]
-    spreads = [np.concatenate([stored_bank[:1], stored["train_reframing_features"]]).astype(np.float32)]
+    spreads = ([np.concatenate([stored_bank[:1], stored["train_reframing_features"]]).astype(np.float32)]
+               if hp.reframing_penalty else [])
     if "train" in loaded:  # the training uploads, with as many re-acquired copies as the base set's
         train_bank.append(photo_bank(pooled, loaded["train"], copies, hp.seed, mirror=hp.mirror_views))
         train_y.append(loaded["train"].labels)

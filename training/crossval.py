@@ -170,6 +170,13 @@ def fold_line(fold: dict) -> str:
             f"p95 |dp| {fold['reacquired_delta_p_p95']:.3f}")
 
 
+def print_result(label: str, result: dict) -> None:
+    """cross_validate's folds, one a line, then `label: summary_line` (the experiments' printout)."""
+    for fold in result["folds"]:
+        print(f"  {fold_line(fold)}", flush=True)
+    print(f"{label}: {summary_line(result)}", flush=True)
+
+
 def summary_line(result: dict) -> str:
     """cross_validate's mean +- sd of every figure on a line, then the folds' AUCs."""
     figures = ", ".join(f"{key} {value['mean']:.3f} +- {value['sd']:.3f}"

@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from training.crossval import cross_validate, fold_line, summary_line  # noqa: E402
+from training.crossval import cross_validate, print_result  # noqa: E402
 from training.experiments.tta_cv import SEED, cached_banks, served_banks  # noqa: E402
 from training.features import pooled_model  # noqa: E402
 from training.head import LinearHead  # noqa: E402
@@ -88,9 +88,7 @@ def main() -> int:
     for arm, (scored, fit_bank, view_scores) in runs.items():
         result = cross_validate(scored, labels, widths, args.c, seed=SEED, fit_bank=fit_bank,
                                 view_scores=view_scores)
-        for r in result["folds"]:
-            print(f"  {fold_line(r)}", flush=True)
-        print(f"{arm}: {summary_line(result)}", flush=True)
+        print_result(arm, result)
     return 0
 
 

@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from training.crossval import cross_validate, fold_line, mirror_view_scores, summary_line  # noqa: E402
+from training.crossval import cross_validate, mirror_view_scores, print_result  # noqa: E402
 from training.experiments.erase_sharpness_cv import view_sharpness  # noqa: E402
 from training.experiments.tta_cv import SEED, served_banks  # noqa: E402
 
@@ -59,9 +59,7 @@ def main() -> int:
 
         result = cross_validate(bank, labels, widths, args.c, seed=SEED, fit_bank=fit_bank,
                                 view_scores=over_mirror, fit_weights=fit_weights if power else None)
-        for r in result["folds"]:
-            print(f"  {fold_line(r)}", flush=True)
-        print(f"power {power:g}: {summary_line(result)}", flush=True)
+        print_result(f"power {power:g}", result)
     return 0
 
 
