@@ -62,6 +62,13 @@ def view_sharpness(acrima: Path) -> np.ndarray:
     return values
 
 
+def sharpness_groups(log_sharpness: np.ndarray, groups: int = 10) -> np.ndarray:
+    """Pseudo-widths that make cross_validate group the photographs by sharpness quantile instead of
+    native width (sharpness_cv.py's groups, card row 57)."""
+    edges = np.quantile(log_sharpness, np.linspace(0, 1, groups + 1)[1:-1])
+    return np.searchsorted(edges, log_sharpness) * WIDTH_BIN
+
+
 def quantile_one_hot(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     index = np.searchsorted(edges, values)
     return (index[..., None] == np.arange(len(edges) + 1)).astype(np.float64)
@@ -85,8 +92,7 @@ def main() -> int:
         f"{args.bins} sharpness bins + 50-px width bins erased": np.concatenate(
             [quantile_one_hot(both, edges), widths_one_hot], axis=-1),
     }
-    clean_edges = np.quantile(sharp[0], np.linspace(0, 1, 11)[1:-1])
-    groupings = {"native width": widths, "sharpness": np.searchsorted(clean_edges, sharp[0]) * WIDTH_BIN}
+    groupings = {"native width": widths, "sharpness": sharpness_groups(sharp[0])}
     over_mirror = mirror_view_scores(bank, mirror)
     for grouping, by in groupings.items():
         for arm, concept in concepts.items():

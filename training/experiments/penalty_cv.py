@@ -21,8 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from training.crossval import WIDTH_BIN, cross_validate, mirror_view_scores, summary_line  # noqa: E402
-from training.experiments.erase_sharpness_cv import view_sharpness  # noqa: E402
+from training.crossval import cross_validate, mirror_view_scores, summary_line  # noqa: E402
+from training.experiments.erase_sharpness_cv import sharpness_groups, view_sharpness  # noqa: E402
 from training.experiments.tta_cv import SEED, served_banks  # noqa: E402
 
 
@@ -32,9 +32,8 @@ def main() -> int:
     parser.add_argument("--c", type=float, default=0.1)
     args = parser.parse_args()
     bank, mirror, labels, widths = served_banks()
-    clean_sharpness = np.log(view_sharpness(Path(os.environ["ACRIMA_DIR"]))[0])
-    edges = np.quantile(clean_sharpness, np.linspace(0, 1, 11)[1:-1])
-    groupings = {"width": widths, "sharpness": np.searchsorted(edges, clean_sharpness) * WIDTH_BIN}
+    groupings = {"width": widths,
+                 "sharpness": sharpness_groups(np.log(view_sharpness(Path(os.environ["ACRIMA_DIR"]))[0]))}
     for alpha in (float(a) for a in args.alphas.split(",")):
         for grouping, by in groupings.items():
             result = cross_validate(bank, labels, by, args.c, seed=SEED,

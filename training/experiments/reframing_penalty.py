@@ -31,8 +31,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from training import data as data_mod  # noqa: E402
-from training.crossval import WIDTH_BIN, cross_validate, mirror_view_scores, summary_line  # noqa: E402
-from training.experiments.erase_sharpness_cv import view_sharpness  # noqa: E402
+from training.crossval import cross_validate, mirror_view_scores, summary_line  # noqa: E402
+from training.experiments.erase_sharpness_cv import sharpness_groups, view_sharpness  # noqa: E402
 from training.experiments.head_suite import (served_head, served_pooled_model, split_indices,  # noqa: E402
                                              suite_summary, variant_features)
 from training.experiments.tta_cv import SEED, cache_path, served_banks  # noqa: E402
@@ -65,20 +65,16 @@ def main() -> int:
     splits = data_mod.read_splits_csv(acrima)
     train, val, test = split_indices(splits, labels)
     variants = variant_features(list(splits["test"].paths))
+    groupings = {"grouped CV": widths}
+    if args.by_sharpness:
+        groupings["grouped by sharpness"] = sharpness_groups(np.log(view_sharpness(acrima)[0]))
     summaries = {}
     for alpha in (float(a) for a in args.alphas.split(",")):
-        result = cross_validate(bank, labels, widths, args.c, seed=SEED, fit_bank=np.concatenate([bank, mirror]),
-                                view_scores=mirror_view_scores(bank, mirror), invariance_penalty=alpha,
-                                penalty_bank=spread_bank)
-        print(f"alpha {alpha:g}, grouped CV: {summary_line(result)}", flush=True)
-        if args.by_sharpness:
-            clean_sharpness = np.log(view_sharpness(acrima)[0])
-            edges = np.quantile(clean_sharpness, np.linspace(0, 1, 11)[1:-1])
-            result = cross_validate(bank, labels, np.searchsorted(edges, clean_sharpness) * WIDTH_BIN, args.c,
-                                    seed=SEED, fit_bank=np.concatenate([bank, mirror]),
+        for grouping, by in groupings.items():
+            result = cross_validate(bank, labels, by, args.c, seed=SEED, fit_bank=np.concatenate([bank, mirror]),
                                     view_scores=mirror_view_scores(bank, mirror), invariance_penalty=alpha,
                                     penalty_bank=spread_bank)
-            print(f"alpha {alpha:g}, grouped by sharpness: {summary_line(result)}", flush=True)
+            print(f"alpha {alpha:g}, {grouping}: {summary_line(result)}", flush=True)
         head, threshold = served_head(bank, mirror, labels, train, val, alpha=alpha or None,
                                       spread_bank=spread_bank)
         summaries[alpha] = suite_summary(head, threshold, (bank[0, test], mirror[0, test]), labels[test], variants)
