@@ -63,13 +63,14 @@ def augmented_inputs(photos: list[Image.Image], seed: int, size: int = MODEL_INP
 
 
 def reframing_bank(pooled, photos: list[Image.Image], seed: int, size: int = MODEL_INPUT_SIZE,
-                   batch_size: int = 64, workers: int = 2) -> np.ndarray:
-    """(REFRAMINGS, N, D): the features of each photograph's reframings (acquisition.reframings),
-    whose spread about the photograph's own view the head is penalised for (hp.reframing_penalty)."""
+                   batch_size: int = 64, workers: int = 2, make_views=reframings) -> np.ndarray:
+    """(REFRAMINGS, N, D): the features of each photograph's reframings (acquisition.reframings, or
+    the views `make_views(image, rng)` gives), whose spread about the photograph's own view the head
+    is penalised for (hp.reframing_penalty)."""
 
     def one(k: int) -> np.ndarray:
         views = []
-        for view in reframings(photos[k], np.random.default_rng([seed, k])):
+        for view in make_views(photos[k], np.random.default_rng([seed, k])):
             try:
                 views.append(canonical_input(view, size))
             except ImageRejected:  # a reframing that left nothing: use the photograph itself
@@ -78,7 +79,8 @@ def reframing_bank(pooled, photos: list[Image.Image], seed: int, size: int = MOD
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         inputs = np.stack(list(pool.map(one, range(len(photos)))), axis=1)  # (REFRAMINGS, N, H, W, 3)
-    return np.stack([pooled.predict(view, batch_size=batch_size, verbose=0) for view in inputs]).astype(np.float32)
+    features = [pooled.predict(view, batch_size=batch_size, verbose=0) for view in inputs]
+    return np.stack(features).astype(np.float32)
 
 
 def adaptation_views(images: np.ndarray, paths: list[Path], copies: int, seed: int) -> np.ndarray:

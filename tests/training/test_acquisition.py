@@ -98,3 +98,30 @@ def test_reframings_frame_the_same_disc_tighter_and_looser_but_never_at_the_suit
     assert moved[2] < 0.005  # the preprocessing takes the black margin of a zoom out away again
     again = acquisition.reframings(photo, np.random.default_rng(0))
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(views, again))
+
+
+def test_reframing_bank_draws_the_views_it_is_given(photo):
+    """features.reframing_bank: by default row 71's reframings, or the views `make_views` draws
+    (card row 72's rotations), each through the shared preprocessing and then the pooled model."""
+    import keras
+
+    from training.features import reframing_bank
+
+    inputs = keras.Input((MODEL_INPUT_SIZE, MODEL_INPUT_SIZE, 3))
+    pooled = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))  # features: channel means
+    photos = [photo, photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    default = reframing_bank(pooled, photos, seed=3)
+    assert default.shape == (acquisition.REFRAMINGS, 2, 3)
+    expected = [canonical_input(view).mean(axis=(0, 1))
+                for view in acquisition.reframings(photos[1], np.random.default_rng([3, 1]))]
+    np.testing.assert_allclose(default[:, 1], expected, atol=1e-5)
+
+    def two_rotations(image, rng):
+        return [rotate(image, float(rng.uniform(4, 18))) for _ in range(2)]
+
+    rotated = reframing_bank(pooled, photos, seed=3, make_views=two_rotations)
+    assert rotated.shape == (2, 2, 3)
+    rng = np.random.default_rng([3, 0])
+    expected = [canonical_input(rotate(photo, float(rng.uniform(4, 18)))).mean(axis=(0, 1)) for _ in range(2)]
+    np.testing.assert_allclose(rotated[:, 0], expected, atol=1e-5)
+    assert not np.allclose(rotated[:, 0], default[:2, 0], atol=1e-3)
