@@ -56,7 +56,8 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
                    extra_fit_rows: Callable[[int, np.ndarray],
                                             tuple[np.ndarray, np.ndarray] | None] | None = None,
                    erase_concept: np.ndarray | None = None, erase_directions: int = 0,
-                   invariance_penalty: float = 0.0, penalty_bank: np.ndarray | None = None) -> dict:
+                   invariance_penalty: float = 0.0, penalty_bank: np.ndarray | None = None,
+                   on_fold: Callable[[int, LinearHead, float, np.ndarray], None] | None = None) -> dict:
     """bank: (1 + copies, N, D) features of every image, clean first.
 
     For experiments (training/experiments/tta_cv.py): `fit_bank`, the rows the heads are fitted on
@@ -71,7 +72,8 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
     of them, 0: all), the erasure estimated on the fold's fitting rows (training/erasure.py);
     `invariance_penalty` alpha, the head's logit variance across each photograph's fitted views
     penalised (head.penalised_head), or with `penalty_bank` (views, N, D), its variance across these
-    views of each fitting photograph."""
+    views of each fitting photograph; `on_fold(fold, head, threshold, test_index)`, called with each
+    fold's calibrated head and threshold, to score more views of its held-out images (cv_suite.py)."""
     labels = np.asarray(labels).astype(int)
     groups = acquisition_groups(widths)
     fit_bank = bank if fit_bank is None else fit_bank
@@ -108,6 +110,8 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
         threshold = choose_threshold(np.tile(labels[cal_idx], len(bank)),
                                      np.concatenate([score(view, cal_idx) for view in range(len(bank))]),
                                      min_sensitivity)
+        if on_fold is not None:
+            on_fold(k, head, threshold, test_idx)
         clean = score(0, test_idx)
         figures = classification_report(labels[test_idx], clean, threshold)
         reacquired = np.stack([score(j, test_idx) for j in range(1, len(bank))])

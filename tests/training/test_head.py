@@ -3,6 +3,7 @@ ECE, and cross-validation folds that keep acquisition groups apart."""
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from training.crossval import WIDTH_BIN, acquisition_groups, cross_validate, size_balance_weights
 from training.head import (LinearHead, expected_calibration_error, fit_head, platt_scaling,
@@ -20,8 +21,6 @@ def synthetic(n=400, d=12, seed=0, shift=1.0):
 def test_fitted_head_separates_and_is_one_affine_map():
     x, y = synthetic()
     head = fit_head(x, y, c=1.0)
-    from sklearn.metrics import roc_auc_score
-
     assert roc_auc_score(y, head.logits(x)) > 0.9
     assert np.allclose(head.logits(x), x @ head.weights + head.bias)
 
@@ -94,8 +93,15 @@ def test_cross_validation_keeps_width_groups_apart():
     rng = np.random.default_rng(5)
     widths = np.where(y == 1, rng.integers(300, 1400, len(y)), rng.integers(250, 650, len(y)))
     bank = np.stack([x, x + rng.normal(scale=0.3, size=x.shape)])
-    result = cross_validate(bank, y, widths, c=1.0)
+    held_out = []
+    result = cross_validate(bank, y, widths, c=1.0,
+                            on_fold=lambda k, head, threshold, index: held_out.append((k, head, threshold, index)))
     assert len(result["folds"]) == 5
+    # on_fold sees each fold's own head and threshold, and every image is held out exactly once
+    assert sorted(np.concatenate([index for *_, index in held_out])) == list(range(len(y)))
+    for (k, head, threshold, index), fold in zip(held_out, result["folds"]):
+        assert k == fold["fold"] and threshold == fold["threshold"] and len(index) == fold["n_test"]
+        assert roc_auc_score(y[index], head.probabilities(x[index])) == pytest.approx(fold["roc_auc"])
     seen = [set(f["width_bins_test"]) for f in result["folds"]]
     for i in range(5):
         for j in range(i + 1, 5):
