@@ -15,7 +15,8 @@ for. The variants' features (the served trunk's, every photograph and its mirror
 once through the serving preprocessing and cached in runs/cv_suite_variants.npz (about 15 minutes
 on 2 cores). An arm is the penalty's alpha, with `+rotate` and/or `+photo` adding
 nuisance_penalty.py's rotations or re-photographings to the reframings in S (card row 72); the
-first arm is the one the others are compared with; `@C` sets the head's C (served: 0.1). Each
+first arm is the one the others are compared with; `@C` sets the head's C (served: 0.1); `erase50`
+(or `erase50d1`, one direction) is row 55's within-class erasure of the 50-px width bins instead. Each
 variant's pooled specificity and sensitivity are counted at each photograph's own fold threshold;
 its AUC change is the mean over folds.
 """
@@ -35,6 +36,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from training import data as data_mod  # noqa: E402
 from training.acquisition import VARIANTS  # noqa: E402
 from training.crossval import cross_validate, mirror_view_scores, summary_line  # noqa: E402
+from training.erasure import width_bins  # noqa: E402
 from training.experiments.erase_sharpness_cv import sharpness_groups, view_sharpness  # noqa: E402
 from training.experiments.head_suite import variant_features  # noqa: E402
 from training.experiments.nuisance_penalty import family_views  # noqa: E402
@@ -45,7 +47,8 @@ HEADLINE = ("median p95 |dp|", "crop_80 p95", "zoom_1.2 p95", "rotate_-15 p95", 
             "clean spec", "clean sens")
 
 
-def out_of_fold(bank, mirror, labels, groups, variants, alpha, spread, c=0.1) -> tuple[dict, dict]:
+def out_of_fold(bank, mirror, labels, groups, variants, alpha, spread, c=0.1, erase_concept=None,
+                erase_directions=0) -> tuple[dict, dict]:
     """The CV result and each photograph's out-of-fold clean and variant probabilities, threshold
     and fold."""
     n = len(labels)
@@ -60,7 +63,8 @@ def out_of_fold(bank, mirror, labels, groups, variants, alpha, spread, c=0.1) ->
 
     result = cross_validate(bank, labels, groups, c, seed=SEED, fit_bank=np.concatenate([bank, mirror]),
                             view_scores=mirror_view_scores(bank, mirror), invariance_penalty=alpha,
-                            penalty_bank=spread if alpha else None, on_fold=record)
+                            penalty_bank=spread if alpha else None, on_fold=record,
+                            erase_concept=erase_concept, erase_directions=erase_directions)
     return result, oof
 
 
@@ -97,7 +101,7 @@ def variant_table(labels: np.ndarray, oof: dict) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arms", default="0,0.01,0.03,0.1",
-                        help="alpha[+rotate][+photo][@C], comma-separated")
+                        help="alpha[+rotate][+photo][@C] or eraseBINPX[dN][@C], comma-separated")
     parser.add_argument("--by-sharpness", action="store_true")
     parser.add_argument("--rounds", type=int, default=1000)
     args = parser.parse_args()
@@ -113,10 +117,15 @@ def main() -> int:
     arms = {}
     for arm in args.arms.split(","):
         penalty, _, c = arm.partition("@")
-        alpha, *families = penalty.split("+")
-        spread = np.concatenate([reframed] + [family_views(acrima, family) for family in families])
-        result, oof = out_of_fold(bank, mirror, labels, groups, variants, float(alpha), spread,
-                                  float(c or 0.1))
+        if penalty.startswith("erase"):  # row 55's erasure of the width bins, e.g. erase50 or erase50d1
+            bin_px, _, directions = penalty.removeprefix("erase").partition("d")
+            result, oof = out_of_fold(bank, mirror, labels, groups, variants, 0.0, None, float(c or 0.1),
+                                      width_bins(widths, int(bin_px)), int(directions or 0))
+        else:
+            alpha, *families = penalty.split("+")
+            spread = np.concatenate([reframed] + [family_views(acrima, family) for family in families])
+            result, oof = out_of_fold(bank, mirror, labels, groups, variants, float(alpha), spread,
+                                      float(c or 0.1))
         arms[arm] = oof
         figures = headline(labels, oof)
         print(f"arm {arm}: CV {summary_line(result)}", flush=True)
