@@ -23,6 +23,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -112,18 +113,38 @@ def split_indices(splits: dict, labels: np.ndarray) -> list[np.ndarray]:
     return np.split(np.arange(sum(sizes)), np.cumsum(sizes)[:-1])
 
 
+class SuiteSetup(NamedTuple):
+    """What every head-level experiment starts from: the served trunk's cached features (tta_cv.py),
+    the splits' indices into them and the test split's suite variants' features."""
+    acrima: Path
+    bank: np.ndarray
+    mirror: np.ndarray
+    labels: np.ndarray
+    widths: np.ndarray
+    splits: dict
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    variants: dict
+
+
+def suite_setup() -> SuiteSetup:
+    acrima = Path(os.environ["ACRIMA_DIR"])
+    bank, mirror, labels, widths = served_banks()
+    labels = labels.astype(int)
+    splits = data_mod.read_splits_csv(acrima)
+    train, val, test = split_indices(splits, labels)
+    return SuiteSetup(acrima, bank, mirror, labels, widths, splits, train, val, test,
+                      variant_features(list(splits["test"].paths)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sharpness-balance", default="", help="powers, comma-separated")
     parser.add_argument("--invariance-penalty", default="",
                         help="alphas, comma-separated (0: fit_head's problem)")
     args = parser.parse_args()
-    acrima = Path(os.environ["ACRIMA_DIR"])
-    bank, mirror, labels, _ = served_banks()
-    labels = labels.astype(int)
-    splits = data_mod.read_splits_csv(acrima)
-    train, val, test = split_indices(splits, labels)
-    variants = variant_features(list(splits["test"].paths))
+    acrima, bank, mirror, labels, _, _, train, val, test, variants = suite_setup()
     clean = (bank[0, test], mirror[0, test])
 
     arms: dict[str, np.ndarray | None] = {"served head": None}

@@ -30,12 +30,9 @@ from PIL import Image  # noqa: E402
 
 from training import data as data_mod  # noqa: E402
 from training.acquisition import photometric, reframings, rotate  # noqa: E402
-from training.crossval import cross_validate, mirror_view_scores, summary_line  # noqa: E402
-from training.experiments.erase_sharpness_cv import sharpness_groups, view_sharpness  # noqa: E402
-from training.experiments.head_suite import (served_head, served_pooled_model, split_indices,  # noqa: E402
-                                             suite_summary, variant_features)
-from training.experiments.reframing_penalty import reframing_views  # noqa: E402
-from training.experiments.tta_cv import SEED, cache_path, served_banks  # noqa: E402
+from training.experiments.head_suite import served_pooled_model, suite_setup  # noqa: E402
+from training.experiments.reframing_penalty import cv_groupings, penalty_arm, reframing_views  # noqa: E402
+from training.experiments.tta_cv import SEED, cache_path  # noqa: E402
 from training.features import load_photos, reframing_bank  # noqa: E402
 
 ROTATIONS = 2
@@ -81,35 +78,18 @@ def main() -> int:
     parser.add_argument("--by-sharpness", action="store_true")
     parser.add_argument("--c", type=float, default=0.1)
     args = parser.parse_args()
-    acrima = Path(os.environ["ACRIMA_DIR"])
-    bank, mirror, labels, widths = served_banks()
-    labels = labels.astype(int)
-    reframed = reframing_views(acrima, bank[0])
-    extra = {family: family_views(acrima, family) for family in FAMILIES}
+    setup = suite_setup()
+    reframed = reframing_views(setup.acrima, setup.bank[0])
+    extra = {family: family_views(setup.acrima, family) for family in FAMILIES}
     arms = {"reframe": reframed, "rotate": np.concatenate([reframed, extra["rotate"]]),
             "photo": np.concatenate([reframed, extra["photo"]]),
             "reframe8": np.concatenate([reframed, extra["reframe2"]]),
             "all": np.concatenate([reframed, extra["rotate"], extra["photo"]])}
-    splits = data_mod.read_splits_csv(acrima)
-    train, val, test = split_indices(splits, labels)
-    variants = variant_features(list(splits["test"].paths))
-    groupings = {"grouped CV": widths}
-    if args.by_sharpness:
-        groupings["grouped by sharpness"] = sharpness_groups(np.log(view_sharpness(acrima)[0]))
-    summaries = {}
+    groupings = cv_groupings(setup, args.by_sharpness)
     for arm in args.arms.split(","):
         for alpha in (float(a) for a in args.alphas.split(",")):
-            for grouping, by in groupings.items():
-                result = cross_validate(bank, labels, by, args.c, seed=SEED,
-                                        fit_bank=np.concatenate([bank, mirror]),
-                                        view_scores=mirror_view_scores(bank, mirror),
-                                        invariance_penalty=alpha, penalty_bank=arms[arm])
-                print(f"{arm}, alpha {alpha:g}, {grouping}: {summary_line(result)}", flush=True)
-            head, threshold = served_head(bank, mirror, labels, train, val, alpha=alpha,
-                                          spread_bank=arms[arm])
-            summaries[arm, alpha] = suite_summary(head, threshold, (bank[0, test], mirror[0, test]),
-                                                  labels[test], variants)
-            print(f"{arm}, alpha {alpha:g}: {summaries[arm, alpha]}", flush=True)
+            name = f"{arm}, alpha {alpha:g}"
+            print(f"{name}: {penalty_arm(setup, arms[arm], alpha, groupings, args.c, name)}", flush=True)
     return 0
 
 

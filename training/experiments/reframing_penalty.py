@@ -33,9 +33,9 @@ import numpy as np  # noqa: E402
 from training import data as data_mod  # noqa: E402
 from training.crossval import cross_validate, mirror_view_scores, summary_line  # noqa: E402
 from training.experiments.erase_sharpness_cv import sharpness_groups, view_sharpness  # noqa: E402
-from training.experiments.head_suite import (served_head, served_pooled_model, split_indices,  # noqa: E402
-                                             suite_summary, variant_features)
-from training.experiments.tta_cv import SEED, cache_path, served_banks  # noqa: E402
+from training.experiments.head_suite import (SuiteSetup, served_head, served_pooled_model,  # noqa: E402
+                                             suite_setup, suite_summary)
+from training.experiments.tta_cv import SEED, cache_path  # noqa: E402
 from training.features import load_photos, reframing_bank  # noqa: E402
 
 
@@ -52,32 +52,41 @@ def reframing_views(acrima: Path, clean: np.ndarray) -> np.ndarray:
     return np.concatenate([clean[None], np.load(cache)["views"]])
 
 
+def cv_groupings(setup: SuiteSetup, by_sharpness: bool) -> dict[str, np.ndarray]:
+    """The grouped CV's groups: native width, and with `by_sharpness` sharpness too (card row 57)."""
+    groupings = {"grouped CV": setup.widths}
+    if by_sharpness:
+        groupings["grouped by sharpness"] = sharpness_groups(np.log(view_sharpness(setup.acrima)[0]))
+    return groupings
+
+
+def penalty_arm(setup: SuiteSetup, spread_bank: np.ndarray, alpha: float, groupings: dict, c: float,
+                name: str) -> str:
+    """One penalised head: the grouped CV under each grouping (printed), then the served recipe's head
+    refitted and its suite summary (alpha 0: the unpenalised head)."""
+    bank, mirror, labels = setup.bank, setup.mirror, setup.labels
+    for grouping, by in groupings.items():
+        result = cross_validate(bank, labels, by, c, seed=SEED, fit_bank=np.concatenate([bank, mirror]),
+                                view_scores=mirror_view_scores(bank, mirror), invariance_penalty=alpha,
+                                penalty_bank=spread_bank)
+        print(f"{name}, {grouping}: {summary_line(result)}", flush=True)
+    head, threshold = served_head(bank, mirror, labels, setup.train, setup.val, alpha=alpha or None,
+                                  spread_bank=spread_bank)
+    test = setup.test
+    return suite_summary(head, threshold, (bank[0, test], mirror[0, test]), labels[test], setup.variants)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--alphas", default="0,0.003,0.01,0.03,0.1")
     parser.add_argument("--by-sharpness", action="store_true")
     parser.add_argument("--c", type=float, default=0.1)
     args = parser.parse_args()
-    acrima = Path(os.environ["ACRIMA_DIR"])
-    bank, mirror, labels, widths = served_banks()
-    labels = labels.astype(int)
-    spread_bank = reframing_views(acrima, bank[0])
-    splits = data_mod.read_splits_csv(acrima)
-    train, val, test = split_indices(splits, labels)
-    variants = variant_features(list(splits["test"].paths))
-    groupings = {"grouped CV": widths}
-    if args.by_sharpness:
-        groupings["grouped by sharpness"] = sharpness_groups(np.log(view_sharpness(acrima)[0]))
-    summaries = {}
-    for alpha in (float(a) for a in args.alphas.split(",")):
-        for grouping, by in groupings.items():
-            result = cross_validate(bank, labels, by, args.c, seed=SEED, fit_bank=np.concatenate([bank, mirror]),
-                                    view_scores=mirror_view_scores(bank, mirror), invariance_penalty=alpha,
-                                    penalty_bank=spread_bank)
-            print(f"alpha {alpha:g}, {grouping}: {summary_line(result)}", flush=True)
-        head, threshold = served_head(bank, mirror, labels, train, val, alpha=alpha or None,
-                                      spread_bank=spread_bank)
-        summaries[alpha] = suite_summary(head, threshold, (bank[0, test], mirror[0, test]), labels[test], variants)
+    setup = suite_setup()
+    spread_bank = reframing_views(setup.acrima, setup.bank[0])
+    groupings = cv_groupings(setup, args.by_sharpness)
+    summaries = {alpha: penalty_arm(setup, spread_bank, alpha, groupings, args.c, f"alpha {alpha:g}")
+                 for alpha in (float(a) for a in args.alphas.split(","))}
     for alpha, summary in summaries.items():
         print(f"alpha {alpha:g}: {summary}", flush=True)
     return 0

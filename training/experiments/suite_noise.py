@@ -18,18 +18,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from training import data as data_mod  # noqa: E402
 from training.acquisition import VARIANTS  # noqa: E402
-from training.experiments.head_suite import served_head, split_indices, variant_features  # noqa: E402
+from training.experiments.head_suite import served_head, suite_setup  # noqa: E402
 from training.experiments.reframing_penalty import reframing_views  # noqa: E402
-from training.experiments.tta_cv import served_banks  # noqa: E402
 
 
 def figures(labels: np.ndarray, clean: np.ndarray, varied: dict[str, np.ndarray], threshold: float) -> dict:
@@ -48,12 +45,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--alpha", type=float, default=0.01)
     args = parser.parse_args()
-    acrima = Path(os.environ["ACRIMA_DIR"])
-    bank, mirror, labels, _ = served_banks()
-    labels = labels.astype(int)
-    splits = data_mod.read_splits_csv(acrima)
-    train, val, test = split_indices(splits, labels)
-    cached = variant_features(list(splits["test"].paths))
+    acrima, bank, mirror, labels, _, _, train, val, test, cached = suite_setup()
     variants = {name: views for name, views in cached.items() if name in VARIANTS}
     other = "row 71" if args.alpha == 0.01 else f"alpha {args.alpha:g}"
     heads = {"row 52": served_head(bank, mirror, labels, train, val),
