@@ -24,13 +24,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from training import data as data_mod  # noqa: E402
 from training.acquisition import EXTRA_VARIANTS, VARIANTS  # noqa: E402
 from training.experiments.erase_sharpness_cv import view_sharpness  # noqa: E402
-from training.experiments.head_suite import (MIN_SENSITIVITY, served_head, split_indices,  # noqa: E402
-                                             variant_features)
+from training.experiments.head_suite import MIN_SENSITIVITY, served_head, suite_setup  # noqa: E402
 from training.experiments.sharpness_cv import sharpness  # noqa: E402
-from training.experiments.tta_cv import cache_path, served_banks  # noqa: E402
+from training.experiments.tta_cv import cache_path  # noqa: E402
 from training.head import LinearHead, expected_calibration_error, platt_scaling  # noqa: E402
 from training.metrics import choose_threshold, classification_report  # noqa: E402
 from training.robustness import variant_entry, variant_inputs  # noqa: E402
@@ -54,13 +52,8 @@ def within_photo_slope(logits: np.ndarray, log_sharpness: np.ndarray) -> float:
 
 
 def main() -> int:
-    acrima = Path(os.environ["ACRIMA_DIR"])
-    bank, mirror, labels, _ = served_banks()
-    labels = labels.astype(int)
-    splits = data_mod.read_splits_csv(acrima)
-    train, val, test = split_indices(splits, labels)
+    acrima, bank, mirror, labels, _, splits, train, val, test, variants = suite_setup()
     test_paths = list(splits["test"].paths)
-    variants = variant_features(test_paths)
     sharp = np.log(view_sharpness(acrima))  # (views, N), the bank's draws
     sharp_variants = variant_sharpness(test_paths)
     head, _ = served_head(bank, mirror, labels, train, val)
