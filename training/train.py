@@ -114,10 +114,10 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
     from training.features import pooled_model, split_mirror
 
     pooled = pooled_model(model)
-    banks = {name: photo_bank(pooled, images, hp.augmented_copies, hp.seed + i, mirror=hp.mirror_views)
-             for i, (name, images) in enumerate(loaded.items())}
+    seeds = {name: hp.seed + i for i, name in enumerate(loaded)}  # the reframings' draws use them too
+    banks = {name: photo_bank(pooled, images, hp.augmented_copies, seeds[name], mirror=hp.mirror_views)
+             for name, images in loaded.items()}
     widths = {name: data_mod.native_widths(images.paths) for name, images in loaded.items()}
-    seeds = {name: hp.seed + i for i, name in enumerate(loaded)}  # photo_bank's, so the draws match
 
     @functools.cache
     def split_spread(name: str) -> np.ndarray:
@@ -264,7 +264,8 @@ def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val
             raise ValueError("--reframing-penalty does not combine with --size-balance or "
                              "--erase-acquisition-bin-px")
         fitted = penalised_head(train_bank, train_y, c, hp.reframing_penalty, train_spread)
-        print(f"head: logit variance across reframings penalised (alpha {hp.reframing_penalty:g})", flush=True)
+        print(f"head: logit variance across reframings penalised (alpha {hp.reframing_penalty:g})",
+              flush=True)
     else:
         fitted = fit_head(x_fit, y, c, weights)
     head = platt_scaling(fitted, erased(val_bank[0]), val_y, erased(val_mirror[0]) if mirror_tta else None)

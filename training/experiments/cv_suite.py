@@ -68,6 +68,18 @@ def out_of_fold(bank, mirror, labels, groups, variants, alpha, spread, c=0.1, er
     return result, oof
 
 
+def all_photographs(acrima: Path, wanted) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                  list[Path], dict]:
+    """The served trunk's cached features of all 705 photographs (tta_cv.py; labels as ints), their
+    paths in that order, and the `wanted` suite variants' features of every one of them."""
+    bank, mirror, labels, widths = served_banks()
+    splits = data_mod.read_splits_csv(acrima)
+    paths = [p for name in ("train", "val", "test") for p in splits[name].paths]
+    variants = {name: v for name, v in variant_features(paths, name="cv_suite_variants").items()
+                if name in wanted}
+    return bank, mirror, labels.astype(int), widths, paths, variants
+
+
 def headline(labels: np.ndarray, oof: dict, index: np.ndarray | None = None) -> dict:
     """The pooled suite figures over `index` (default: every photograph)."""
     index = np.arange(len(labels)) if index is None else index
@@ -106,13 +118,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1000)
     args = parser.parse_args()
     acrima = Path(os.environ["ACRIMA_DIR"])
-    bank, mirror, labels, widths = served_banks()
-    labels = labels.astype(int)
+    bank, mirror, labels, widths, _, variants = all_photographs(acrima, VARIANTS)
     reframed = reframing_views(acrima, bank[0])
-    splits = data_mod.read_splits_csv(acrima)
-    paths = [p for name in ("train", "val", "test") for p in splits[name].paths]
-    variants = {name: v for name, v in variant_features(paths, name="cv_suite_variants").items()
-                if name in VARIANTS}
     groups = (sharpness_groups(np.log(view_sharpness(acrima)[0])) if args.by_sharpness else widths)
     arms = {}
     for arm in args.arms.split(","):

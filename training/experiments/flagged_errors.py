@@ -28,12 +28,9 @@ import numpy as np  # noqa: E402
 
 from screening.preprocessing import ImageRejected, decode_image, preprocess_bytes  # noqa: E402
 from screening.quality import assess  # noqa: E402
-from training import data as data_mod  # noqa: E402
 from training.acquisition import VARIANTS  # noqa: E402
-from training.experiments.cv_suite import out_of_fold  # noqa: E402
-from training.experiments.head_suite import variant_features  # noqa: E402
+from training.experiments.cv_suite import all_photographs, out_of_fold  # noqa: E402
 from training.experiments.reframing_penalty import reframing_views  # noqa: E402
-from training.experiments.tta_cv import served_banks  # noqa: E402
 
 AS_SENT = "as sent"
 DETAIL_BOUNDS = (0.003, 0.004, 0.005, 0.006, 0.007, 0.008)  # the served flag's bound is 0.003
@@ -103,13 +100,8 @@ def main() -> int:
     parser.add_argument("--variants", default="blur_1.5,jpeg_q30")
     args = parser.parse_args()
     acrima = Path(os.environ["ACRIMA_DIR"])
-    bank, mirror, labels, widths = served_banks()
-    labels = labels.astype(int)
-    splits = data_mod.read_splits_csv(acrima)
-    paths = [p for name in ("train", "val", "test") for p in splits[name].paths]
     chosen = args.variants.split(",")
-    variants = {name: v for name, v in variant_features(paths, name="cv_suite_variants").items()
-                if name in chosen}
+    bank, mirror, labels, widths, paths, variants = all_photographs(acrima, chosen)
     _, oof = out_of_fold(bank, mirror, labels, widths, variants, args.alpha,
                          reframing_views(acrima, bank[0]))
     for name in [AS_SENT] + chosen:
