@@ -42,14 +42,19 @@ test: install-dev browser  ## the whole suite; .ci/run calls exactly this
 # Where the ACRIMA data set (folders + splits.csv) lies; only `make model` reads it.
 ACRIMA_DIR ?= $(abspath $(CURDIR)/..)/shared/data/acrima
 
+# Another hospital's normal discs (CSDI's layout; training/other_camera.py), fitted beside ACRIMA's
+# training split; without it the base set's stored features of them are used.
+CSDI_DIR ?= $(abspath $(CURDIR)/..)/shared/data/csdi
+
 # Without ACRIMA_DIR (a fresh clone), `make model` trains on the bundled base set (training/base_set/).
 model: install-dev  ## retrain the default model on ACRIMA (about 10 minutes on 2 cores), or on the bundled base set
 	$(PY) -m training.train $(if $(wildcard $(ACRIMA_DIR)/splits.csv),--data $(ACRIMA_DIR),) --model-dir models \
+	    $(if $(wildcard $(CSDI_DIR)/splits.csv),--other-camera $(CSDI_DIR),) \
 	    --augmented-copies 6 --output-data-dir models/report --checkpoint-dir runs/checkpoints \
-	    --model-version acrima-effl0-invariant-mirror-bnlow-tta-reframe-w224-dec224
+	    --model-version acrima-effl0-invariant-mirror-bnlow-tta-reframe-lowpx-csdi-w224-dec224
 
 base-set: install-dev  ## regenerate training/base_set/ from ACRIMA (after a trunk or preprocessing change)
-	$(PY) -m training.base_set --data $(ACRIMA_DIR)
+	$(PY) -m training.base_set --data $(ACRIMA_DIR) $(if $(wildcard $(CSDI_DIR)/splits.csv),--other-camera $(CSDI_DIR),)
 
 adapted-trunk: install-dev  ## the trunk's lower batch-norm statistics re-estimated on ACRIMA's training photographs (then base-set, model)
 	$(PY) -m training.adapt_trunk --data $(ACRIMA_DIR)

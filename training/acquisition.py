@@ -178,6 +178,25 @@ def reframings(image: Image.Image, rng: np.random.Generator) -> list[Image.Image
                     zoom(image, rng.uniform(*REFRAMING_ZOOM_IN_RANGE))]
 
 
+# The low-pixel copies fitted beside each training photograph (hp.low_pixel_copies, card row 76): the
+# photograph saved at a shorter side log-uniform in this range (px; another hospital's disc crops,
+# CSDI's median 184 px), then a JPEG at a quality in this range.
+LOW_PIXEL_RANGE = (130.0, 240.0)
+LOW_PIXEL_JPEG_QUALITY = (75, 95)
+
+
+def low_pixel(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The photograph as a smaller file: fewer pixels must not mean normal (card rows 42 and 76)."""
+    side = float(np.exp(rng.uniform(*np.log(LOW_PIXEL_RANGE))))
+    low, high = LOW_PIXEL_JPEG_QUALITY
+    return jpeg(resample(image, side), int(rng.integers(low, high + 1)))
+
+
+def low_pixel_acquisition(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A random re-acquisition (random_acquisition), then saved as a smaller file (low_pixel)."""
+    return low_pixel(random_acquisition(image, rng), rng)
+
+
 def random_acquisition(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     """One random re-acquisition of a photograph: each change on a share of the draws,
     ranges a little wider than the suite's so its variants lie inside them."""

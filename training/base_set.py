@@ -46,8 +46,10 @@ JPEG_QUALITY = 85
 PROBES = 8  # val images whose features are stored too, to detect a changed trunk
 PROBE_TOLERANCE = 2e-2  # float16 storage
 # 3: (1 + copies, N, D) train banks, as taken and mirrored, and the photographs' native widths;
-# 4: and the features of each training photograph's reframings (hp.reframing_penalty)
-FORMAT = 4
+# 4: and the features of each training photograph's reframings (hp.reframing_penalty);
+# 5: and the train banks of the photographs saved as smaller files (hp.low_pixel_copies), and of
+#    another hospital's normal discs where generated with one (training/other_camera.py)
+FORMAT = 5
 IMAGE_SIDE = DETAIL_DECODE_SIDE  # val/test JPEGs: the side re-acquisitions decode at (448)
 
 
@@ -108,14 +110,28 @@ def check_probes(pooled, stored: np.lib.npyio.NpzFile, folder: Path, image_size:
             "the trunk or the preprocessing changed; regenerate them with `make base-set`")
 
 
-def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path):
+def stored_views(stored, name: str, copies: int, mirror: bool) -> np.ndarray | None:
+    """photo_bank's layout from a stored bank `name` (and `name`'s mirror images): the photograph and
+    `copies` re-acquisitions, then the same mirrored (None: not stored)."""
+    if f"{name}_features" not in stored.files:
+        return None
+    views = [stored[f"{name}_features"][:1 + copies]]
+    if mirror:
+        views.append(stored[f"{name}_mirror_features"][:1 + copies])
+    return np.concatenate(views).astype(np.float32)
+
+
+def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path,
+                           other_camera: Path | None = None):
     """train.fit_invariant_head's recipe with the base set's stored train features (photographs and
-    their re-acquired copies) joined by the features of the training uploads. Returns
-    (model, loaded, history, extras) like train.train."""
+    their re-acquired copies, as smaller files, another hospital's normal discs) joined by the
+    features of the training uploads (`other_camera`: that hospital's folder instead of the stored
+    discs). Returns (model, loaded, history, extras) like train.train."""
     import keras
 
     from training.features import split_mirror
-    from training.train import fit_head_on_features, photo_bank, spread_bank
+    from training.train import (fit_head_on_features, low_pixel_photo_bank, more_photographs,
+                                other_camera_bank, photo_bank, spread_bank)
 
     keras.utils.set_random_seed(hp.seed)
     stored = np.load(features_path(hp.condition, folder.parent))
@@ -128,10 +144,9 @@ def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path)
     if copies < hp.augmented_copies:
         print(f"base set: {len(stored_bank) - 1} re-acquired copies stored; using {copies} "
               f"(asked {hp.augmented_copies}); `make base-set` stores more", flush=True)
-    stored_views = [stored_bank[:1 + copies]]
-    if hp.mirror_views:  # photo_bank's layout: the views as taken, then mirrored
-        stored_views.append(stored["train_mirror_features"][:1 + copies])
-    train_bank = [np.concatenate(stored_views).astype(np.float32)]
+    train_bank = [stored_views(stored, "train", copies, hp.mirror_views)]
+    low_pixels = hp.reframing_penalty and hp.low_pixel_copies
+    low_banks = [stored_views(stored, "train_low_pixel", copies, hp.mirror_views)] if low_pixels else []
     train_y = [stored["train_labels"].astype(np.int32)]
     train_widths = [stored["train_widths"].astype(np.int64)]
     spreads = ([np.concatenate([stored_bank[:1], stored["train_reframing_features"]]).astype(np.float32)]
@@ -142,7 +157,12 @@ def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path)
         train_widths.append(data_mod.native_widths(loaded["train"].paths))
         if hp.reframing_penalty:
             spreads.append(spread_bank(pooled, loaded["train"], train_bank[-1], hp.seed))
+        if low_pixels:
+            low_banks.append(low_pixel_photo_bank(pooled, loaded["train"], copies, hp.seed, hp.mirror_views))
     train_bank, train_y = np.concatenate(train_bank, axis=1), np.concatenate(train_y)
+    other = other_camera_bank(pooled, other_camera, hp)
+    if other is None and hp.reframing_penalty and hp.other_camera_weight:
+        other = stored_views(stored, "other_camera", copies, hp.mirror_views)
     val = loaded["val"]
     val_bank, val_mirror = split_mirror(photo_bank(pooled, val, hp.augmented_copies, hp.seed + 1,
                                                    mirror=hp.mirror_views), hp.mirror_views)
@@ -150,21 +170,25 @@ def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path)
           f"uploads, each with {copies} re-acquired copies; val {len(val.labels)}", flush=True)
     history, extras = fit_head_on_features(model, train_bank, train_y, val_bank, val.labels, hp,
                                            np.concatenate(train_widths), val_mirror,
-                                           np.concatenate(spreads, axis=1) if hp.reframing_penalty else None)
+                                           np.concatenate(spreads, axis=1) if hp.reframing_penalty else None,
+                                           more_photographs(np.concatenate(low_banks, axis=1) if low_banks
+                                                            else None, train_y, other, hp))
     if "train" not in loaded:  # evaluate_and_export reports the train split's size
         loaded["train"] = data_mod.LoadedImages(np.zeros((0, hp.image_size, hp.image_size, 3), np.float32),
                                                 np.zeros(0, np.int32), [], [])
     return model, loaded, history, extras
 
 
-def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_copies: int = 6) -> dict:
-    """ACRIMA (or any split data set) -> the base set files for `condition`."""
+def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_copies: int = 6,
+             other_camera: Path | None = None) -> dict:
+    """ACRIMA (or any split data set) -> the base set files for `condition`; with `other_camera`,
+    another hospital's normal discs' features too (training/other_camera.py)."""
     from PIL import Image
 
     from screening.preprocessing import DECODE_SIDE
     from training.features import load_photos, reframing_bank, split_mirror
     from training.sagemaker import Hyperparameters
-    from training.train import photo_bank
+    from training.train import low_pixel_photo_bank, other_camera_bank, photo_bank
 
     hp = Hyperparameters(condition=condition, augmented_copies=augmented_copies)
     class_names = ("normal", hp.positive_class or condition)
@@ -197,6 +221,10 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
     # the seed train.train gives train
     bank, mirrored = split_mirror(photo_bank(pooled, train, augmented_copies, hp.seed, mirror=True), True)
     reframed = reframing_bank(pooled, load_photos(train.paths), hp.seed)  # train.spread_bank's views
+    low = split_mirror(low_pixel_photo_bank(pooled, train, augmented_copies, hp.seed, mirror=True), True)
+    other = other_camera_bank(pooled, other_camera, hp)
+    others = {} if other is None else dict(zip(("other_camera_features", "other_camera_mirror_features"),
+                                               (b.astype(np.float16) for b in split_mirror(other, True))))
     probe_files = sorted(str(p.relative_to(folder)) for p in (folder / "val").rglob("*.jpg"))[:PROBES]
     probes = data_mod.LabelledFiles()
     for name in probe_files:
@@ -206,6 +234,8 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
                         train_features=bank.astype(np.float16),
                         train_mirror_features=mirrored.astype(np.float16),
                         train_reframing_features=reframed.astype(np.float16),
+                        train_low_pixel_features=low[0].astype(np.float16),
+                        train_low_pixel_mirror_features=low[1].astype(np.float16), **others,
                         train_labels=train.labels.astype(np.int8),
                         train_widths=data_mod.native_widths(train.paths).astype(np.int32),
                         probe_files=np.array(probe_files), probe_features=probe_features.astype(np.float16))
@@ -217,13 +247,17 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
         for name, n in split_counts.items():
             by_label[name] = by_label.get(name, 0) + n
     summary = {"condition": condition, "class_names": list(class_names), "source": str(Path(data).name),
-               "licence": "ACRIMA, CC BY 4.0 (derived: resized images and trunk features)",
+               "licence": "ACRIMA, CC BY 4.0 (derived: resized images and trunk features)" + (
+                   f"; another camera's normal discs ({Path(other_camera).name}, {other.shape[1]}): trunk "
+                   "features only, CC BY-NC 4.0 (research and education)" if other is not None else ""),
+               "other_camera_discs": 0 if other is None else int(other.shape[1]),
                "image_size": hp.image_size, "image_side": IMAGE_SIDE, "decode_side": DECODE_SIDE,
                "augmented_copies": augmented_copies, "feature_dims": int(bank.shape[-1]),
                "trunk_weights": trunk_weights(hp).name, "trunk_weights_sha256": trunk_fingerprint(trunk_weights(hp)),
                "by_split": counts, "by_label": by_label, "total": sum(by_label.values()),
                "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "command": "make base-set (python -m training.base_set --data <ACRIMA_DIR>)"}
+               "command": ("make base-set (python -m training.base_set --data <ACRIMA_DIR> "
+                           "--other-camera <CSDI_DIR>)")}
     (Path(out) / f"{condition}.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -234,8 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--condition", default="glaucoma")
     parser.add_argument("--out", type=Path, default=BASE_SET_DIR)
     parser.add_argument("--augmented-copies", type=int, default=6)
+    parser.add_argument("--other-camera", type=Path, default=None,
+                        help="another hospital's normal discs in CSDI's layout (training/other_camera.py)")
     args = parser.parse_args(argv)
-    summary = generate(args.data, args.condition, args.out, args.augmented_copies)
+    summary = generate(args.data, args.condition, args.out, args.augmented_copies, args.other_camera)
     size = sum(p.stat().st_size for p in Path(args.out).rglob("*") if p.is_file()
                and (p.name.startswith(args.condition) or args.condition in p.parts))
     print(json.dumps({"total_images": summary["total"], "by_split": summary["by_split"], "bytes": size}))

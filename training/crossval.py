@@ -57,7 +57,9 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
                                             tuple[np.ndarray, np.ndarray] | None] | None = None,
                    erase_concept: np.ndarray | None = None, erase_directions: int = 0,
                    invariance_penalty: float = 0.0, penalty_bank: np.ndarray | None = None,
-                   on_fold: Callable[[int, LinearHead, float, np.ndarray], None] | None = None) -> dict:
+                   on_fold: Callable[[int, LinearHead, float, np.ndarray], None] | None = None,
+                   more_fit_bank: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray] | None] | None = None,
+                   penalty_directions: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """bank: (1 + copies, N, D) features of every image, clean first.
 
     For experiments (training/experiments/tta_cv.py): `fit_bank`, the rows the heads are fitted on
@@ -73,7 +75,10 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
     `invariance_penalty` alpha, the head's logit variance across each photograph's fitted views
     penalised (head.penalised_head), or with `penalty_bank` (views, N, D), its variance across these
     views of each fitting photograph; `on_fold(fold, head, threshold, test_index)`, called with each
-    fold's calibrated head and threshold, to score more views of its held-out images (cv_suite.py)."""
+    fold's calibrated head and threshold, to score more views of its held-out images (cv_suite.py);
+    `more_fit_bank(fit_idx)`, ((views, M, D) in fit_bank's views, (M,) labels[, (M,) weights]) of
+    more photographs the fold's head is fitted on: another camera's, or other views of the fold's own
+    fitting images (csdi_normals.py; weights with invariance_penalty only); `penalty_directions(fit_idx)`, penalised_head's `directions` for the fold."""
     labels = np.asarray(labels).astype(int)
     groups = acquisition_groups(widths)
     fit_bank = bank if fit_bank is None else fit_bank
@@ -91,13 +96,28 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
             if weights is not None:
                 raise ValueError("extra_fit_rows with fit_weights is not supported")
             x, y = np.concatenate([x, extra[0]]), np.concatenate([y, extra[1]])
+        more = None if more_fit_bank is None else more_fit_bank(fit_idx)
+        if more is not None:
+            if weights is not None or erasure is not None or (len(more) > 2 and not invariance_penalty):
+                raise ValueError("more_fit_bank is not combined with weights or erasure; its weights need "
+                                 "invariance_penalty")
+            x = np.concatenate([x, more[0].reshape(-1, bank.shape[-1])])
+            y = np.concatenate([y, np.tile(more[1], len(more[0]))])
         if erasure is not None:
             x = erasure.apply(x)
         if invariance_penalty:
             if weights is not None or extra is not None or erasure is not None:
                 raise ValueError("invariance_penalty is not combined with weights, extra rows or erasure")
-            head = penalised_head(fit_bank[:, fit_idx], labels[fit_idx], c, invariance_penalty,
-                                  None if penalty_bank is None else penalty_bank[:, fit_idx])
+            fitted, fitted_labels, photo_weights = fit_bank[:, fit_idx], labels[fit_idx], None
+            if more is not None:
+                fitted = np.concatenate([fitted, more[0]], axis=1)
+                fitted_labels = np.concatenate([fitted_labels, more[1]])
+                if len(more) > 2:
+                    photo_weights = np.concatenate([np.ones(len(fit_idx)), more[2]])
+            head = penalised_head(fitted, fitted_labels, c, invariance_penalty,
+                                  None if penalty_bank is None else penalty_bank[:, fit_idx],
+                                  None if penalty_directions is None else penalty_directions(fit_idx),
+                                  photo_weights)
         else:
             head = fit_head(x, y, c, sample_weight=weights)
         if erasure is not None:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from screening.preprocessing import (DETAIL_DECODE_SIDE, MODEL_INPUT_SIZE, ImageRejected, canonical_input,
                                      decode_image)
-from training.acquisition import random_acquisition, reframings
+from training.acquisition import low_pixel, low_pixel_acquisition, random_acquisition, reframings
 
 # Photographs for augmentation are decoded with at least this shorter side, enough for
 # every augmentation (crops to 75 %, zoom) to still pass the working resolution.
@@ -48,13 +48,14 @@ def pooled_model(model):
 
 
 def augmented_inputs(photos: list[Image.Image], seed: int, size: int = MODEL_INPUT_SIZE,
-                     workers: int = 2) -> np.ndarray:
-    """One random re-acquisition of every photograph, through the shared preprocessing."""
+                     workers: int = 2, acquire=random_acquisition) -> np.ndarray:
+    """One random re-acquisition of every photograph (`acquire(photo, rng)`), through the shared
+    preprocessing."""
 
     def one(k: int) -> np.ndarray:
         rng = np.random.default_rng([seed, k])
         try:
-            return canonical_input(random_acquisition(photos[k], rng), size)
+            return canonical_input(acquire(photos[k], rng), size)
         except ImageRejected:  # an augmentation that left nothing: use the photograph itself
             return canonical_input(photos[k], size)
 
@@ -94,15 +95,17 @@ def adaptation_views(images: np.ndarray, paths: list[Path], copies: int, seed: i
 
 
 def feature_bank(pooled, photos: list[Image.Image], clean_inputs: np.ndarray, copies: int, seed: int,
-                 batch_size: int = 64, log=print, mirror: bool = False) -> np.ndarray:
-    """(1 + copies, N, D): the clean features first, then one row per augmented copy. With `mirror`,
-    (2 * (1 + copies), N, D): those views, then the same views mirrored left to right, in the same
-    order (split_mirror() separates them)."""
+                 batch_size: int = 64, log=print, mirror: bool = False,
+                 acquire=random_acquisition) -> np.ndarray:
+    """(1 + copies, N, D): the clean features first, then one row per augmented copy (`acquire`d).
+    With `mirror`, (2 * (1 + copies), N, D): those views, then the same views mirrored left to right,
+    in the same order (split_mirror() separates them)."""
     started = time.monotonic()
     size = clean_inputs.shape[1]
     plain, mirrored = [], []
     for c in range(copies + 1):
-        inputs = clean_inputs if c == 0 else augmented_inputs(photos, seed * 1000 + c - 1, size)
+        inputs = clean_inputs if c == 0 else augmented_inputs(photos, seed * 1000 + c - 1, size,
+                                                              acquire=acquire)
         plain.append(pooled.predict(inputs, batch_size=batch_size, verbose=0))
         if mirror:
             mirrored.append(pooled.predict(inputs[:, :, ::-1], batch_size=batch_size, verbose=0))
@@ -110,6 +113,24 @@ def feature_bank(pooled, photos: list[Image.Image], clean_inputs: np.ndarray, co
             log(f"  features: copy {c}/{copies} of {len(photos)} photographs "
                 f"({time.monotonic() - started:.0f} s)")
     return np.stack(plain + mirrored).astype(np.float32)
+
+
+def low_pixel_bank(pooled, photos: list[Image.Image], copies: int, seed: int, size: int = MODEL_INPUT_SIZE,
+                   mirror: bool = False, workers: int = 2, log=print) -> np.ndarray:
+    """feature_bank's layout for the photographs saved as smaller files (acquisition.low_pixel): the
+    photograph itself, then `copies` random re-acquisitions, each at another pixel count; fitted as
+    more photographs of the same labels (hp.low_pixel_copies, card row 76)."""
+
+    def one(k: int) -> np.ndarray:
+        try:
+            return canonical_input(low_pixel(photos[k], np.random.default_rng([seed, k])), size)
+        except ImageRejected:
+            return canonical_input(photos[k], size)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        clean = np.stack(list(pool.map(one, range(len(photos)))))
+    return feature_bank(pooled, photos, clean, copies, seed + 10_000, log=log, mirror=mirror,
+                        acquire=low_pixel_acquisition)
 
 
 def split_mirror(bank: np.ndarray, mirror: bool) -> tuple[np.ndarray, np.ndarray | None]:

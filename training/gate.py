@@ -119,13 +119,14 @@ def job_splits(resolve, args, hp, uploads: Uploads) -> dict[str, data_mod.Labell
     return splits
 
 
-def fit(train, hp, splits: dict, checkpoint_dir: Path, uploads: Uploads):
-    """train.train, or the base set's stored features plus the uploads when the job uses them."""
+def fit(train, hp, splits: dict, checkpoint_dir: Path, uploads: Uploads, other_camera: Path | None = None):
+    """train.train, or the base set's stored features plus the uploads when the job uses them
+    (`other_camera`: the folder of another hospital's normal discs, training/other_camera.py)."""
     if uploads.base_set is not None:
         from training import base_set
 
-        return base_set.fit_with_base_features(hp, splits, checkpoint_dir, uploads.base_set)
-    return train(hp, splits, checkpoint_dir)
+        return base_set.fit_with_base_features(hp, splits, checkpoint_dir, uploads.base_set, other_camera)
+    return train(hp, splits, checkpoint_dir, other_camera)
 
 
 def evaluation_samples(splits: dict[str, data_mod.LabelledFiles], uploads: Uploads) -> list[Sample]:

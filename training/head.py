@@ -54,12 +54,17 @@ def fit_head(features: np.ndarray, labels: np.ndarray, c: float,
 
 
 def penalised_head(fit_bank: np.ndarray, labels: np.ndarray, c: float, alpha: float,
-                   spread_bank: np.ndarray | None = None) -> LinearHead:
+                   spread_bank: np.ndarray | None = None, directions: np.ndarray | None = None,
+                   photo_weights: np.ndarray | None = None) -> LinearHead:
     """fit_head's class-balanced, L2-regularised logistic regression on standardised features, plus
     alpha * rows * w'Sw, S the covariance of a photograph's views (fit_bank: (views, N, D)) about
     their mean, averaged over photographs: the logit's variance across re-acquisitions penalised
     (card rows 6 and 65). alpha 0 is fit_head's problem. `spread_bank` (views, N', D): S from these
-    views instead, e.g. only reframings of the photographs (card row 71)."""
+    views instead, e.g. only reframings of the photographs (card row 71). `directions` (k, D):
+    feature shifts (another camera's mean against ACRIMA's normals', csdi_normals.py) whose logit
+    change (w'd)^2 is penalised too, rows * the sum over them, alongside alpha * S. `photo_weights`
+    (N,): how much each photograph's rows count (another camera's, csdi_normals.py), the class
+    balance taken over the weighted rows."""
     from scipy.optimize import minimize
 
     views, n, d = fit_bank.shape
@@ -68,18 +73,22 @@ def penalised_head(fit_bank: np.ndarray, labels: np.ndarray, c: float, alpha: fl
     z = (fit_bank - mean) / std
     spread_z = z if spread_bank is None else (spread_bank - mean) / std
     centred = spread_z - spread_z.mean(axis=0, keepdims=True)
-    spread = np.einsum("vni,vnj->ij", centred, centred) / (centred.shape[0] * centred.shape[1])
+    spread = alpha * np.einsum("vni,vnj->ij", centred, centred) / (centred.shape[0] * centred.shape[1])
+    if directions is not None:
+        shifts = np.asarray(directions, np.float64) / std
+        spread = spread + shifts.T @ shifts
     x = z.reshape(-1, d)
     y = np.tile(labels, views).astype(float)
-    sw = np.where(y == 1, len(y) / (2 * y.sum()), len(y) / (2 * (len(y) - y.sum())))
+    rows = np.ones(len(y)) if photo_weights is None else np.tile(np.asarray(photo_weights, float), views)
+    sw = rows * np.where(y == 1, rows.sum() / (2 * rows[y == 1].sum()), rows.sum() / (2 * rows[y == 0].sum()))
 
     def objective(params):
         w, b = params[:-1], params[-1]
         logit = x @ w + b
         loss = sw * (np.logaddexp(0, -logit) * y + np.logaddexp(0, logit) * (1 - y))
         residual = sw * (1 / (1 + np.exp(-logit)) - y)
-        value = 0.5 * w @ w + c * loss.sum() + alpha * len(y) * w @ spread @ w
-        grad_w = w + c * x.T @ residual + 2 * alpha * len(y) * spread @ w
+        value = 0.5 * w @ w + c * loss.sum() + len(y) * w @ spread @ w
+        grad_w = w + c * x.T @ residual + 2 * len(y) * spread @ w
         return value, np.append(grad_w, c * residual.sum())
 
     params = minimize(objective, np.zeros(d + 1), jac=True, method="L-BFGS-B",

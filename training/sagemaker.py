@@ -28,8 +28,9 @@ def opt_ml() -> Path:
     return Path(os.environ.get("OPT_ML_ROOT", "/opt/ml"))
 
 CHANNELS = ("train", "validation", "test")
-# Optional channels: labelled uploads (<label>/<site>/<file>) and the serving champion's model folder.
-EXTRA_CHANNELS = ("uploads", "champion")
+# Optional channels: labelled uploads (<label>/<site>/<file>), the serving champion's model folder, and
+# another hospital's photographs of eyes without the condition in CSDI's layout (training/other_camera.py).
+EXTRA_CHANNELS = ("uploads", "champion", "other_camera")
 
 
 @dataclass
@@ -110,6 +111,15 @@ class Hyperparameters:
     # Reframing moves both classes' logits the same way, so the penalty costs little discrimination
     # (card rows 69 and 71)
     reframing_penalty: float = 0.01
+    # frozen trunk with reframing_penalty: every training photograph also fitted as smaller files
+    # (training/acquisition.py low_pixel: shorter side 130-240 px, JPEG q75-95; the photograph and
+    # augmented_copies re-acquisitions of it), so that few pixels cannot mean normal, the direction of
+    # the first model's misses at other hospitals (card rows 42 and 76)
+    low_pixel_copies: bool = True
+    # frozen trunk with reframing_penalty: each of another hospital's normal discs (the other_camera
+    # channel, or the base set's stored ones; training/other_camera.py) counts this many photographs.
+    # 0.25: another camera's discs called glaucoma 30 % -> 18 % out of fold (card row 76)
+    other_camera_weight: float = 0.25
     seed: int = 42
     image_size: int = 224
     dropout: float = 0.2
@@ -179,7 +189,8 @@ def parse_hyperparameters(argv: list[str] | None = None) -> tuple[Hyperparameter
     parser.add_argument("--data", type=Path, default=None,
                         help="local data root (any accepted layout); overrides the channels")
     for channel in CHANNELS + EXTRA_CHANNELS:
-        parser.add_argument(f"--{channel}", type=Path, default=None, help=f"the {channel} channel")
+        parser.add_argument(f"--{channel.replace('_', '-')}", dest=channel, type=Path, default=None,
+                            help=f"the {channel} channel")
     parser.add_argument("--model-dir", type=Path,
                         default=Path(os.environ.get("SM_MODEL_DIR", opt_ml() / "model")))
     parser.add_argument("--output-data-dir", type=Path,

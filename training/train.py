@@ -57,10 +57,11 @@ def trunk_weights(hp: Hyperparameters) -> Path | None:
     return backbone_weights_path(hp.backbone, hp.adapted_trunk) if hp.pretrained else None
 
 
-def train(hp: Hyperparameters, splits: dict, checkpoint_dir: Path):
+def train(hp: Hyperparameters, splits: dict, checkpoint_dir: Path, other_camera: Path | None = None):
     """Load data with the serving preprocessing, build the model, fit it; returns
     (model, data, history, extras) where extras holds what only the frozen-trunk
-    recipe measures (C selection, cross-validation)."""
+    recipe measures (C selection, cross-validation). `other_camera`: another hospital's normal
+    discs for the frozen-trunk head (training/other_camera.py)."""
     import keras
 
     from training.network import TRUNK_BLOCKS, build_classifier
@@ -92,21 +93,27 @@ def train(hp: Hyperparameters, splits: dict, checkpoint_dir: Path):
         history, extras = fit_fine_tuned_top(model, loaded, hp)
         return model, loaded, history, extras
     if frozen_trunk:
-        history, extras = fit_invariant_head(model, loaded, hp)
+        history, extras = fit_invariant_head(model, loaded, hp, other_camera)
         return model, loaded, history, extras
     history = fit_end_to_end(model, loaded["train"], loaded["val"], hp, checkpoint_dir)
     return model, loaded, {k: [float(v) for v in vals] for k, vals in history.history.items()}, {}
 
 
-def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, dict]:
+def fit_invariant_head(model, loaded: dict, hp: Hyperparameters,
+                       other_camera: Path | None = None) -> tuple[dict, dict]:
     """Frozen trunk: pooled features of every photograph and of `augmented_copies` random
     re-acquisitions of it (framing, rotation, blur, resampling, JPEG, colour), and with
     `mirror_views` of each of those mirrored left to right; an
     L2-regularised logistic head on them, its C chosen on val (clean and re-acquired),
     then Platt-scaled on val and written into the model's dense unit.
 
+    With hp.reframing_penalty, the head is also fitted on each photograph saved as smaller files
+    (hp.low_pixel_copies) and on another hospital's normal discs from `other_camera`
+    (hp.other_camera_weight each; more_photographs).
+
     With a test split and enough images, the same bank gives the grouped 5-fold
-    cross-validation (training/crossval.py)."""
+    cross-validation (training/crossval.py), each fold fitted on its own photographs' smaller
+    files and on the other hospital's discs."""
     import functools
 
     from training import crossval
@@ -127,16 +134,26 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
         """The reframing penalty's views of these splits' photographs, side by side (None: no penalty)."""
         return np.concatenate([split_spread(n) for n in names], axis=1) if hp.reframing_penalty else None
 
+    low_banks = ({name: low_pixel_photo_bank(pooled, images, hp.augmented_copies, seeds[name], hp.mirror_views)
+                  for name, images in loaded.items()} if hp.reframing_penalty and hp.low_pixel_copies else {})
+    other = other_camera_bank(pooled, other_camera, hp)
     val_bank, val_mirror = split_mirror(banks["val"], hp.mirror_views)
     history, extras = fit_head_on_features(model, banks["train"], loaded["train"].labels,
                                            val_bank, loaded["val"].labels, hp, widths["train"], val_mirror,
-                                           spreads(("train",)))
+                                           spreads(("train",)),
+                                           more_photographs(low_banks.get("train"), loaded["train"].labels,
+                                                            other, hp))
     if "test" in banks and sum(len(b[0]) for b in banks.values()) >= 100:
         order = ("train", "val", "test")
         fit_bank = np.concatenate([banks[name] for name in order], axis=1)
         bank, mirrored = split_mirror(fit_bank, hp.mirror_views)
         labels = np.concatenate([loaded[name].labels for name in order])
         all_widths = np.concatenate([widths[name] for name in order])
+
+        all_low = np.concatenate([low_banks[name] for name in order], axis=1) if low_banks else None
+
+        def more_fit_bank(index: np.ndarray):
+            return more_photographs(None if all_low is None else all_low[:, index], labels[index], other, hp)
 
         def fit_weights(index: np.ndarray) -> np.ndarray:
             return crossval.size_balance_weights(all_widths[index], labels[index], hp.size_balance,
@@ -150,7 +167,7 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
                            if hp.erase_acquisition_bin_px else None),
             erase_directions=hp.erase_acquisition_directions,
             invariance_penalty=hp.reframing_penalty,
-            penalty_bank=spreads(order))
+            penalty_bank=spreads(order), more_fit_bank=more_fit_bank if hp.reframing_penalty else None)
         for key, value in extras["cross_validation"]["summary"].items():
             print(f"  5-fold grouped CV {key}: {value['mean']:.3f} +- {value['sd']:.3f}", flush=True)
     return history, extras
@@ -204,6 +221,44 @@ def photo_bank(pooled, images: data_mod.LoadedImages, copies: int, seed: int,
     return feature_bank(pooled, photos, images.images, copies, seed, mirror=mirror)
 
 
+def low_pixel_photo_bank(pooled, images: data_mod.LoadedImages, copies: int, seed: int,
+                         mirror: bool = False) -> np.ndarray:
+    """photo_bank's layout for the photographs saved as smaller files (features.low_pixel_bank)."""
+    from training.features import load_photos, low_pixel_bank
+
+    print(f"trunk features of {len(images.paths)} photographs as smaller files and {copies} re-acquired "
+          "copies of each", flush=True)
+    return low_pixel_bank(pooled, load_photos(images.paths), copies, seed, images.images.shape[1], mirror=mirror)
+
+
+def other_camera_bank(pooled, folder: Path | None, hp: Hyperparameters) -> np.ndarray | None:
+    """The features of another hospital's normal discs in photo_bank's views (None: no folder, or the
+    head is not penalised; training/other_camera.py)."""
+    from training.other_camera import is_other_camera_folder, normals_bank
+
+    if not (hp.reframing_penalty and hp.other_camera_weight and is_other_camera_folder(folder)):
+        if folder is not None and not is_other_camera_folder(folder):
+            print(f"{folder}: not another camera's folder (annotations.csv, splits.csv); not used", flush=True)
+        return None
+    return normals_bank(pooled, folder, hp.augmented_copies, hp.seed + 100, hp.image_size, mirror=hp.mirror_views)
+
+
+def more_photographs(low_bank: np.ndarray | None, labels: np.ndarray, other: np.ndarray | None,
+                     hp: Hyperparameters) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The head's fitting photographs beyond the split's own, as crossval's more_fit_bank gives them:
+    (views, M, D), labels, weights: the photographs' smaller files (weight 1), then another hospital's
+    normal discs (hp.other_camera_weight)."""
+    parts = []
+    if low_bank is not None:
+        parts.append((low_bank, np.asarray(labels), np.ones(low_bank.shape[1])))
+    if other is not None:
+        parts.append((other, np.zeros(other.shape[1], int), np.full(other.shape[1], hp.other_camera_weight)))
+    if not parts:
+        return None
+    return (np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]))
+
+
 def spread_bank(pooled, images: data_mod.LoadedImages, bank: np.ndarray, seed: int) -> np.ndarray:
     """(1 + REFRAMINGS, N, D): each photograph's own features (bank[0]) and its reframings', the views
     whose logit spread hp.reframing_penalty penalises."""
@@ -217,7 +272,8 @@ def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val
                          val_y: np.ndarray, hp: Hyperparameters,
                          train_widths: np.ndarray | None = None,
                          val_mirror: np.ndarray | None = None,
-                         train_spread: np.ndarray | None = None) -> tuple[dict, dict]:
+                         train_spread: np.ndarray | None = None,
+                         more_train: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[dict, dict]:
     """The invariant head from feature banks (views, N, D): fitted on every view in train_bank
     (mirrored ones included), C chosen on val (clean and re-acquired), Platt-scaled on clean val,
     written into `model`'s dense unit; with `train_widths` (native pixel widths), each training
@@ -226,7 +282,8 @@ def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val
     (extras["mirror_tta"]), so the Platt scaling and the threshold's scores are the mean logit over
     each view and its mirror image. With `train_spread` (spread_bank's views of the training
     photographs) and hp.reframing_penalty, the head's logit variance across them is penalised
-    (head.penalised_head). Shared by the image path (fit_invariant_head) and the base
+    (head.penalised_head), and the penalised head is also fitted on `more_train` (more_photographs:
+    (views, M, D), labels, weights). Shared by the image path (fit_invariant_head) and the base
     set's stored features (training/base_set.py)."""
     from sklearn.metrics import log_loss, roc_auc_score
 
@@ -263,7 +320,15 @@ def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val
         if weights is not None or erasure is not None:
             raise ValueError("--reframing-penalty does not combine with --size-balance or "
                              "--erase-acquisition-bin-px")
-        fitted = penalised_head(train_bank, train_y, c, hp.reframing_penalty, train_spread)
+        fitted_bank, fitted_y, photo_weights = train_bank, train_y, None
+        if more_train is not None:
+            fitted_bank = np.concatenate([train_bank, more_train[0]], axis=1)
+            fitted_y = np.concatenate([train_y, more_train[1]])
+            photo_weights = np.concatenate([np.ones(len(train_y)), more_train[2]])
+            print(f"head: also fitted on {more_train[0].shape[1]} more photographs (smaller files, another "
+                  f"camera's normal discs; weight {more_train[2].sum():.0f} in all)", flush=True)
+        fitted = penalised_head(fitted_bank, fitted_y, c, hp.reframing_penalty, train_spread,
+                                photo_weights=photo_weights)
         print(f"head: logit variance across reframings penalised (alpha {hp.reframing_penalty:g})",
               flush=True)
     else:
@@ -482,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics_mod.print_metric("epochs", hp.epochs)
         # ---
         started = time.monotonic()
-        model, loaded, history, extras = gate.fit(train, hp, splits, args.checkpoint_dir, uploads)  # issue 8
+        model, loaded, history, extras = gate.fit(train, hp, splits, args.checkpoint_dir, uploads,  # issue 8
+                                                  args.other_camera)
         evaluate_and_export(model, loaded, history, hp, args.model_dir, args.output_data_dir,
                             time.monotonic() - started, extras)
         gate.run_gate(args.model_dir, args.champion,  # issue 8: judge the challenger in this job

@@ -250,3 +250,67 @@ def test_cross_validation_takes_a_weight_per_fitted_row():
             == pytest.approx(one_view["summary"]["roc_auc"]["mean"], abs=2e-3))
     with pytest.raises(ValueError, match="weights for"):
         cross_validate(bank, y, widths, c=0.3, fit_weights=lambda index: np.ones(len(index) + 1))
+
+
+def test_a_photographs_weight_counts_as_that_many_copies_of_it():
+    """photo_weights (another camera's photographs counting less, card row 76): weight 2 is the
+    photograph fitted twice, weight 0 the photograph left out."""
+    from training.head import penalised_head
+
+    bank, y = viewed(n=120)
+    weights = np.ones(len(y))
+    weights[:30], weights[30:60] = 2.0, 0.0
+    weighted = penalised_head(bank, y, 0.3, 0.1, photo_weights=weights)
+    index = np.r_[np.arange(30), np.arange(30), np.arange(60, 120)]
+    copied = penalised_head(bank[:, index], y[index], 0.3, 0.1, spread_bank=bank)
+    left_out = penalised_head(bank[:, index], y[index], 0.3, 0.1, spread_bank=bank,
+                              photo_weights=np.r_[np.zeros(30), np.ones(90)])
+    x = bank.reshape(-1, bank.shape[-1])
+    scale = np.abs(copied.logits(x)).max()  # the same head but for the features' standardisation
+    assert np.abs(weighted.logits(x) - copied.logits(x)).max() < 0.02 * scale
+    assert np.abs(left_out.logits(x) - copied.logits(x)).max() > 0.05 * scale
+
+
+def test_a_penalised_direction_no_longer_moves_the_logit():
+    """directions (another camera's mean shift, card row 76): the head's logit stops changing along
+    them, whatever else it reads."""
+    from training.head import penalised_head
+
+    bank, y = viewed()
+    shift = np.zeros(bank.shape[-1])
+    shift[[0, 1]] = 1.0, 2.0
+    plain = penalised_head(bank, y, 0.3, 0.01)
+    held = penalised_head(bank, y, 0.3, 0.01, directions=shift[None])
+    assert abs(plain.weights @ shift) > 0.3
+    assert abs(held.weights @ shift) < 0.05 * abs(plain.weights @ shift)
+
+
+def test_cross_validation_fits_each_fold_on_the_photographs_it_is_given_besides_its_own():
+    """more_fit_bank: photographs from outside the folds (another camera's normals, card row 76)
+    join every fold's fitting rows, and their weights count with the penalty."""
+    bank, y = viewed(n=400)
+    widths = np.random.default_rng(9).integers(200, 1400, len(y))
+    outside = bank[:, y == 0][:, :100].copy()
+    outside[:, :, 1] += 3.0  # feature 1 goes with glaucoma; these normals have much of it
+    seen, heads = [], {}
+
+    def more(fit_idx, weight=1.0):
+        seen.append(len(fit_idx))
+        return outside, np.zeros(100, int), np.full(100, weight)
+
+    def first_head(name):
+        return lambda k, head, threshold, index: heads.setdefault(name, head)
+
+    cross_validate(bank, y, widths, c=0.3, invariance_penalty=0.01, on_fold=first_head("plain"))
+    for weight in (1.0, 0.0):
+        cross_validate(bank, y, widths, c=0.3, invariance_penalty=0.01, on_fold=first_head(weight),
+                       more_fit_bank=lambda index, w=weight: more(index, w))
+    assert len(seen) == 10 and all(250 < n < 320 for n in seen)  # each fold's own fitting images
+
+    def reliance(head):  # on feature 1 against the label's own feature (Platt scaling aside)
+        return head.weights[1] / head.weights[0]
+
+    assert reliance(heads[1.0]) < 0.5 * reliance(heads["plain"])  # the outside normals were fitted
+    assert reliance(heads[0.0]) == pytest.approx(reliance(heads["plain"]), rel=0.1)
+    with pytest.raises(ValueError, match="invariance_penalty"):
+        cross_validate(bank, y, widths, c=0.3, more_fit_bank=more)

@@ -115,6 +115,10 @@ def test_command_line_flags_override_the_hyperparameters_file(tmp_path, monkeypa
     assert hp.epochs == 3 and hp.dropout == 0.5
     assert args.train == tmp_path / "train-channel"
     assert args.model_dir == tmp_path / "model"  # /opt/ml/model under the moved root
+    assert args.other_camera is None  # no other camera's channel: none
+    monkeypatch.setenv("SM_CHANNEL_OTHER_CAMERA", str(tmp_path / "csdi-channel"))
+    assert parse_hyperparameters([])[1].other_camera == tmp_path / "csdi-channel"
+    assert parse_hyperparameters(["--other-camera", "elsewhere"])[1].other_camera == Path("elsewhere")
 
 
 def test_fine_tuning_path_trains_end_to_end(tmp_path, sample_files):

@@ -1,6 +1,7 @@
 """How often the committed glaucoma model calls a disc glaucomatous on another hospital's camera.
 
-    CSDI_DIR=<the CSDI folder> PYTHONPATH=functions:. python training/experiments/csdi_discs.py [--locator] [--model-dir DIR] [--mirror-tta]
+    CSDI_DIR=<the CSDI folder> PYTHONPATH=functions:. python training/experiments/csdi_discs.py [--locator] [--model-dir DIR] [--mirror-tta] \
+        [--held-out]
 
 CSDI (a Chinese hospital's full-field photographs of cataract patients, CC BY-NC 4.0) has no
 glaucoma labels, but glaucoma is uncommon among them (none of the 187 expert descriptions
@@ -10,7 +11,8 @@ is cropped at ACRIMA's framing around the annotated disc box (or the disc locato
 --locator), then preprocessed and scored as serving does. By cataract severity, since a dense
 cataract blurs the photograph and blur is the suite's weakest variant. With --mirror-tta each
 disc is scored as the mean logit over the crop and its mirror image whatever the model's card says,
-at the same threshold.
+at the same threshold. From row 76 on, the served model is fitted on CSDI's training-split discs as
+normals: --held-out scores only the val and test patients, the ones it never saw.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 from screening import disc, framing, quality
 from screening.config import BUNDLED_MODEL_DIR
 from screening.inference import GlaucomaModel
-from screening.preprocessing import DETAIL_DECODE_SIDE, decode_image
+from training.other_camera import disc_crops
 
 GROUPS = (("severity 0-2.5", 0.0, 2.5), ("severity 3-3.5", 3.0, 3.5), ("severity 4-10", 4.0, 10.0))
 
@@ -36,34 +38,23 @@ def main() -> int:
     parser.add_argument("--locator", action="store_true", help="crop where the disc locator finds the disc")
     parser.add_argument("--model-dir", type=Path, default=BUNDLED_MODEL_DIR, help="a model folder (default: the served one)")
     parser.add_argument("--mirror-tta", action="store_true", help="the mean logit over the crop and its mirror image")
+    parser.add_argument("--held-out", action="store_true",
+                        help="only CSDI's val and test patients (the served model is fitted on its train split, row 76)")
     args = parser.parse_args()
     csdi = Path(os.environ["CSDI_DIR"])  # required, as ACRIMA_DIR is for the other scripts here
     model = GlaucomaModel(args.model_dir, num_threads=1,
                           test_time_augmentation="mirror" if args.mirror_tta else None)
-    locator = disc.default_locator()
+    crops, missed = disc_crops(csdi, model.card.input_size, disc.default_locator() if args.locator else None)
+    if args.held_out:
+        held_out = {row["file"] for row in csv.DictReader((csdi / "splits.csv").open()) if row["split"] != "train"}
+        crops = [c for c in crops if c.row["file"] in held_out]
     scored: list[tuple[float, float, int, str]] = []  # severity, p, crop side, the gate's verdict
-    missed = 0
-    for row in csv.DictReader((csdi / "annotations.csv").open()):
-        if row["optic_disc_visible"] != "yes":
-            continue
-        image, info = decode_image((csdi / row["file"]).read_bytes(), min_side=DETAIL_DECODE_SIDE)  # as serving
-        if args.locator:
-            found = locator.locate(image)
-            if found is None:
-                missed += 1
-                continue
-        else:
-            scale = image.width / info.width  # the box is in the file's pixels; the decode may be smaller
-            x1, y1, x2, y2 = (float(row[f"disc_{k}"]) * scale for k in ("x1", "y1", "x2", "y2"))
-            found = disc.DiscLocation(x=(x1 + x2) / 2, y=(y1 + y2) / 2, diameter=((x2 - x1) + (y2 - y1)) / 2,
-                                      score=0.0)
-        box, tensor, crop_info = framing.disc_crop_input(image, info, found, locator.disc_to_crop,
-                                                         model.card.input_size)
-        p = model.predict(tensor[np.newaxis])[0].probability
+    for found in crops:
+        p = model.predict(found.tensor[np.newaxis])[0].probability
         # what serving's quality gate says of this crop (as the full-field path runs it)
-        report = quality.assess(tensor, crop_info, waived=framing.FRAMING_REJECTIONS)
+        report = quality.assess(found.tensor, found.info, waived=framing.FRAMING_REJECTIONS)
         verdict = report.rejection or ("flagged" if {"blurred", "low_resolution"} & set(report.flags) else "clean")
-        scored.append((float(row["severity"]), p, box[2] - box[0], verdict))
+        scored.append((float(found.row["severity"]), p, found.crop.width, verdict))
     print(f"model {model.version}, threshold {model.threshold:.3f}; {len(scored)} discs"
           + (f" ({missed} not found by the locator)" if args.locator else " (annotated boxes)")
           + f", crop side median {statistics.median(s[2] for s in scored):.0f} px")

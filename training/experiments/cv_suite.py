@@ -43,14 +43,13 @@ from training.experiments.nuisance_penalty import family_views  # noqa: E402
 from training.experiments.reframing_penalty import reframing_views  # noqa: E402
 from training.experiments.tta_cv import SEED, served_banks  # noqa: E402
 
-HEADLINE = ("median p95 |dp|", "crop_80 p95", "zoom_1.2 p95", "rotate_-15 p95", "blur spec", "jpeg_q30 spec",
-            "clean spec", "clean sens")
-
 
 def out_of_fold(bank, mirror, labels, groups, variants, alpha, spread, c=0.1, erase_concept=None,
-                erase_directions=0) -> tuple[dict, dict]:
+                erase_directions=0, more_fit_bank=None, on_fold=None, penalty_directions=None
+                ) -> tuple[dict, dict]:
     """The CV result and each photograph's out-of-fold clean and variant probabilities, threshold
-    and fold."""
+    and fold (`more_fit_bank`, `penalty_directions`, `on_fold`: crossval.cross_validate's, the last called
+    after)."""
     n = len(labels)
     oof = {"clean": np.zeros(n), "threshold": np.zeros(n), "fold": np.zeros(n, int),
            **{name: np.zeros(n) for name in variants}}
@@ -60,11 +59,14 @@ def out_of_fold(bank, mirror, labels, groups, variants, alpha, spread, c=0.1, er
         oof["threshold"][index], oof["fold"][index] = threshold, fold
         for name, (view, mirrored) in variants.items():
             oof[name][index] = head.probabilities_over_mirror(view[index], mirrored[index])
+        if on_fold is not None:
+            on_fold(fold, head, threshold, index)
 
     result = cross_validate(bank, labels, groups, c, seed=SEED, fit_bank=np.concatenate([bank, mirror]),
                             view_scores=mirror_view_scores(bank, mirror), invariance_penalty=alpha,
                             penalty_bank=spread if alpha else None, on_fold=record,
-                            erase_concept=erase_concept, erase_directions=erase_directions)
+                            erase_concept=erase_concept, erase_directions=erase_directions,
+                            more_fit_bank=more_fit_bank, penalty_directions=penalty_directions)
     return result, oof
 
 
@@ -94,11 +96,11 @@ def headline(labels: np.ndarray, oof: dict, index: np.ndarray | None = None) -> 
             "clean sens": float((clean[glaucoma] >= thr[glaucoma]).mean())}
 
 
-def variant_table(labels: np.ndarray, oof: dict) -> list[str]:
+def variant_table(labels: np.ndarray, oof: dict, names=VARIANTS) -> list[str]:
     normal, glaucoma = labels == 0, labels == 1
     folds = np.unique(oof["fold"])
     lines = []
-    for name in VARIANTS:
+    for name in names:
         delta = np.abs(oof[name] - oof["clean"])
         auc_change = np.mean([roc_auc_score(labels[oof["fold"] == k], oof[name][oof["fold"] == k])
                               - roc_auc_score(labels[oof["fold"] == k], oof["clean"][oof["fold"] == k])
@@ -138,17 +140,24 @@ def main() -> int:
         print(f"arm {arm}: CV {summary_line(result)}", flush=True)
         print("\n".join(variant_table(labels, oof)))
         print(f"arm {arm}, out of fold: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()), flush=True)
+    print_paired_bootstrap(labels, arms, args.rounds)
+    return 0
+
+
+def print_paired_bootstrap(labels: np.ndarray, arms: dict, rounds: int, figures=None) -> None:
+    """Each arm's 95 % paired bootstrap interval against the first arm for every figure
+    `figures(oof, pick)` gives (default: headline), the photographs resampled within class."""
+    figures = figures or (lambda oof, pick: headline(labels, oof, pick))
     base, rng = next(iter(arms)), np.random.default_rng(0)
     by_class = [np.flatnonzero(labels == c) for c in (0, 1)]
-    picks = [np.concatenate([rng.choice(idx, len(idx)) for idx in by_class]) for _ in range(args.rounds)]
-    base_draws = [headline(labels, arms[base], pick) for pick in picks]
+    picks = [np.concatenate([rng.choice(idx, len(idx)) for idx in by_class]) for _ in range(rounds)]
+    base_draws = [figures(arms[base], pick) for pick in picks]
     for arm, oof in list(arms.items())[1:]:
-        draws = [headline(labels, oof, pick) for pick in picks]
+        draws = [figures(oof, pick) for pick in picks]
         intervals = {key: np.percentile([d[key] - b[key] for d, b in zip(draws, base_draws)], [2.5, 97.5])
-                     for key in HEADLINE}
+                     for key in base_draws[0]}
         print(f"arm {arm} - arm {base}, 95 % paired bootstrap over the {len(labels)} photographs: "
               + "; ".join(f"{k} [{lo:+.3f}, {hi:+.3f}]" for k, (lo, hi) in intervals.items()), flush=True)
-    return 0
 
 
 if __name__ == "__main__":

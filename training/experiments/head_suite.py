@@ -72,14 +72,23 @@ def variant_features(test_paths: list[Path], name: str = "head_suite_variants",
 
 
 def served_head(bank, mirror, labels, train, val, weights=None, alpha=None,
-                spread_bank=None) -> tuple[LinearHead, float]:
+                spread_bank=None, more_fit_bank=None, directions=None) -> tuple[LinearHead, float]:
     """training.train's frozen-trunk head and threshold on cached features (train, val: indices);
-    with `alpha`, penalised_head instead of fit_head (its S from `spread_bank[:, train]` if given)."""
-    fit_bank = np.concatenate([bank[:, train], mirror[:, train]])
-    x, y = fit_bank.reshape(-1, bank.shape[-1]), np.tile(labels[train], len(fit_bank))
+    with `alpha`, penalised_head instead of fit_head (its S from `spread_bank[:, train]` if given);
+    `more_fit_bank` ((views, M, D) in the fitted views' order, (M,) labels): more images fitted on
+    (crossval.cross_validate's); `directions`: penalised_head's."""
+    fit_bank, fit_labels = np.concatenate([bank[:, train], mirror[:, train]]), labels[train]
+    photo_weights = None
+    if more_fit_bank is not None:
+        fit_bank = np.concatenate([fit_bank, more_fit_bank[0]], axis=1)
+        fit_labels = np.concatenate([fit_labels, more_fit_bank[1]])
+        if len(more_fit_bank) > 2:
+            photo_weights = np.concatenate([np.ones(len(train)), more_fit_bank[2]])
+    x, y = fit_bank.reshape(-1, bank.shape[-1]), np.tile(fit_labels, len(fit_bank))
     fitted = (fit_head(x, y, C, weights) if alpha is None
-              else penalised_head(fit_bank, labels[train], C, alpha,
-                                  None if spread_bank is None else spread_bank[:, train]))
+              else penalised_head(fit_bank, fit_labels, C, alpha,
+                                  None if spread_bank is None else spread_bank[:, train], directions,
+                                  photo_weights))
     head = platt_scaling(fitted, bank[0, val], labels[val], mirror[0, val])
     val_scores = head.probabilities_over_mirror(bank[:, val].reshape(-1, bank.shape[-1]),
                                                 mirror[:, val].reshape(-1, bank.shape[-1]))

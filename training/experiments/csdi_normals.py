@@ -1,0 +1,220 @@
+"""Another hospital's discs fitted as normals, and ACRIMA's photographs as smaller files, beside the
+head's training photographs (card row 76): in the grouped 5-fold CV, out of fold on the invariance
+suite, on CSDI's held-out patients and on the test split.
+
+    ACRIMA_DIR=/path/to/acrima CSDI_DIR=/path/to/csdi PYTHONPATH=functions:. \
+        python training/experiments/csdi_normals.py [--arms 0,1+w0.25+lowpx,1+w0.25,0+lowpx] \
+        [--alpha 0.01] [--rounds 1000] [--by-sharpness]
+
+Why: row 28 found that the served model calls a third of another camera's discs glaucoma (CSDI, a
+Chinese hospital's cataract patients; none of its 187 expert descriptions mentions glaucoma), and
+row 74 that blur's specificity (0.56 out of fold) is the suite's weakest figure. Every glaucoma
+photograph the head is fitted on is ACRIMA's, as is every normal one, so nothing tells it that
+another camera's look, or a soft photograph, is not glaucoma. CSDI's discs are that: another
+camera, real blur (a cataract), no glaucoma. The risk is the converse shortcut (another camera, or
+fewer pixels, means normal: CSDI's crops are small, median 184 px), the direction of the first
+model's misses on other hospitals (card row 42), so ACRIMA's glaucoma sensitivity is also counted
+out of fold with every photograph saved at 180 and 140 px (beyond_suite.py's variants), and
+`lowpx` fits every training photograph as smaller files too, both labels.
+
+An arm is `SHARE[+wW][+lowpx][+lowpxS][+dirW]`: the share of CSDI's 111 training-split discs fitted
+as normals (training/other_camera.py's crops and views, as training.train fits them; 0: the served
+head until row 76), each counting W photographs (+wW, default 1); +lowpx: ACRIMA's photographs as
+smaller files fitted too (features.low_pixel_bank, as hp.low_pixel_copies); +lowpxS: those files'
+spread penalised with the reframings' instead; +dirW: CSDI's mean shift from the fold's ACRIMA
+normals, per severity group, penalised at weight W (penalised_head's `directions`) instead of any
+label. The first arm is the one the others are compared with (paired bootstrap over the 705
+photographs). CSDI's val and test patients (held out) are scored by every fold's head (the mean
+share called glaucoma at each fold's threshold, and the AUC of the fold's held-out glaucoma
+photographs against them) and by the refitted served recipe's head. Features are the served
+trunk's, cached in runs/csdi_normals_*.npz (about 5 minutes the first time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+
+from screening.preprocessing import MODEL_INPUT_SIZE  # noqa: E402
+from training import data as data_mod  # noqa: E402
+from training.acquisition import VARIANTS, encode, resample  # noqa: E402
+from training.crossval import summary_line  # noqa: E402
+from training.experiments.csdi_discs import GROUPS  # noqa: E402
+from training.experiments.erase_sharpness_cv import sharpness_groups, view_sharpness  # noqa: E402
+from training.experiments.cv_suite import (all_photographs, headline, out_of_fold,  # noqa: E402
+                                           print_paired_bootstrap, variant_table)
+from training.experiments.head_suite import (served_head, served_pooled_model, split_indices,  # noqa: E402
+                                             suite_summary)
+from training.experiments.reframing_penalty import reframing_views  # noqa: E402
+from training.experiments.tta_cv import SEED, cache_path  # noqa: E402
+from training.features import load_photos, low_pixel_bank  # noqa: E402
+from training.other_camera import disc_crops, normals_bank  # noqa: E402
+from training.robustness import variant_inputs  # noqa: E402
+
+COPIES = 6
+LOW_PIXELS = (180, 140)  # the canary variants: ACRIMA saved at these shorter sides
+
+
+def csdi_features(csdi: Path) -> dict:
+    """The served trunk's features of CSDI's disc crops: the training split's as training.train
+    fits them (other_camera.normals_bank: (1 + COPIES) views and their mirror images), every disc's
+    as served (view, mirror), and the severities and splits."""
+    cache = cache_path(6, adapted=True).parent / "csdi_normals_bank.npz"
+    if not cache.exists():
+        crops, _ = disc_crops(csdi, MODEL_INPUT_SIZE)
+        splits = {row["file"]: row["split"] for row in csv.DictReader((csdi / "splits.csv").open())}
+        pooled = served_pooled_model()
+        tensors = np.stack([c.tensor for c in crops])
+        np.savez(cache, fit_bank=normals_bank(pooled, csdi, COPIES, SEED + 100, MODEL_INPUT_SIZE, mirror=True),
+                 view=pooled.predict(tensors, verbose=0), mirror=pooled.predict(tensors[:, :, ::-1], verbose=0),
+                 split=np.array([splits[c.row["file"]] for c in crops]),
+                 severity=np.array([float(c.row["severity"]) for c in crops]))
+    stored = np.load(cache)
+    return {key: stored[key] for key in stored.files}
+
+
+def low_pixel_features(paths: list[Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every ACRIMA photograph saved at LOW_PIXELS px on its shorter side, through serving."""
+    cache = cache_path(6, adapted=True).parent / "csdi_normals_lowpx.npz"
+    if not cache.exists():
+        pooled = served_pooled_model()
+        stored = {}
+        for side in LOW_PIXELS:
+            inputs = variant_inputs(paths, lambda image, s=side: encode(resample(image, s)))
+            stored[f"saved_{side}/view"] = pooled.predict(inputs, verbose=0)
+            stored[f"saved_{side}/mirror"] = pooled.predict(inputs[:, :, ::-1], verbose=0)
+        np.savez(cache, **stored)
+    stored = np.load(cache)
+    return {f"saved_{side}": (stored[f"saved_{side}/view"], stored[f"saved_{side}/mirror"]) for side in LOW_PIXELS}
+
+
+def low_pixel_banks(acrima: Path) -> np.ndarray:
+    """(2 * (1 + COPIES), 705, D): every ACRIMA photograph saved as smaller files, as training.train
+    fits them (features.low_pixel_bank, its seeds per split), and the mirror images."""
+    cache = cache_path(6, adapted=True).parent / "csdi_normals_lowpx_bank.npz"
+    if not cache.exists():
+        splits, pooled = data_mod.read_splits_csv(acrima), served_pooled_model()
+        banks = [low_pixel_bank(pooled, load_photos(splits[name].paths), COPIES, SEED + i, mirror=True)
+                 for i, name in enumerate(("train", "val", "test"))]
+        np.savez(cache, bank=np.concatenate(banks, axis=1))
+    return np.load(cache)["bank"]
+
+
+def called_by_severity(p: np.ndarray, threshold: float, severity: np.ndarray) -> dict[str, float]:
+    shares = {"all": float((p >= threshold).mean())}
+    for name, low, high in GROUPS:
+        inside = (severity >= low) & (severity <= high)
+        shares[name] = float((p[inside] >= threshold).mean()) if inside.any() else float("nan")
+    return shares
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arms", default="0,0.5,1",
+                        help="the share of CSDI's training split fitted as normals, then +lowpx: ACRIMA's low-pixel "
+                             "copies fitted too, +lowpxS: their spread penalised with the reframings', "
+                             "+dirW: CSDI's shifts from ACRIMA's normals penalised at weight W, +wW: each CSDI "
+                             "disc counts W photographs")
+    parser.add_argument("--alpha", type=float, default=0.01, help="the reframing penalty (served: 0.01)")
+    parser.add_argument("--rounds", type=int, default=1000)
+    parser.add_argument("--by-sharpness", action="store_true", help="the folds grouped by sharpness (card row 57)")
+    args = parser.parse_args()
+    acrima, csdi = Path(os.environ["ACRIMA_DIR"]), Path(os.environ["CSDI_DIR"])
+    bank, mirror, labels, widths, paths, variants = all_photographs(acrima, VARIANTS)
+    low_pixels = low_pixel_features(paths)
+    reframed = reframing_views(acrima, bank[0])
+    train, val, test = split_indices(data_mod.read_splits_csv(acrima), labels)
+    test_variants = {name: (view[test], mirrored[test]) for name, (view, mirrored) in variants.items()}
+    other = csdi_features(csdi)
+    held_out = other["split"] != "train"
+    order = np.random.default_rng(0).permutation(other["fit_bank"].shape[1])
+    print(f"CSDI: {other['fit_bank'].shape[1]} training-split discs, {held_out.sum()} held out", flush=True)
+    arms = {}
+    fit_low_pixels = low_pixel_banks(acrima)
+    fit_views = np.concatenate([bank, mirror])
+    groups = sharpness_groups(np.log(view_sharpness(acrima)[0])) if args.by_sharpness else widths
+    for arm in args.arms.split(","):
+        share, *options = arm.split("+")
+        chosen = order[:round(float(share) * len(order))]
+        low = "lowpx" in options
+        direction_weight = next((float(o.removeprefix("dir")) for o in options if o.startswith("dir")), 0.0)
+        csdi_weight = next((float(o.removeprefix("w")) for o in options if o.startswith("w")), 1.0)
+        spread = np.concatenate([reframed, fit_low_pixels[:1 + COPIES]]) if "lowpxS" in options else reframed
+
+        def more_fit_bank(fit_idx, chosen=chosen, low=low, csdi_weight=csdi_weight):
+            """training.train.more_photographs's rows: the smaller files, then CSDI's discs."""
+            banks = [(fit_low_pixels[:, fit_idx], labels[fit_idx], np.ones(len(fit_idx)))] if low else []
+            if len(chosen):
+                banks.append((other["fit_bank"][:, chosen], np.zeros(len(chosen), int),
+                              np.full(len(chosen), csdi_weight)))
+            return tuple(np.concatenate(parts, axis=1 if k == 0 else 0) for k, parts in enumerate(zip(*banks))
+                         ) if banks else None
+
+        def camera_directions(fit_idx, weight=direction_weight):
+            """CSDI's training-split discs' mean per severity group against the fold's ACRIMA normals'."""
+            if not weight:
+                return None
+            normal = fit_views[:, fit_idx[labels[fit_idx] == 0]].mean(axis=(0, 1))
+            severity = other["severity"][other["split"] == "train"]
+            return np.sqrt(weight) * np.stack([
+                other["fit_bank"][:, (severity >= lo) & (severity <= hi)].mean(axis=(0, 1)) - normal
+                for _, lo, hi in GROUPS])
+
+        csdi_called = []
+
+        def score_csdi(fold, head, threshold, index):
+            p = head.probabilities_over_mirror(other["view"][held_out], other["mirror"][held_out])
+            csdi_called.append(called_by_severity(p, threshold, other["severity"][held_out]))
+            # threshold-free: the fold's held-out glaucoma photographs against CSDI's held-out discs
+            glaucoma = bank[0, index][labels[index] == 1], mirror[0, index][labels[index] == 1]
+            csdi_called[-1]["cross-camera AUC"] = float(roc_auc_score(
+                np.r_[np.zeros(len(p)), np.ones(len(glaucoma[0]))],
+                np.r_[p, head.probabilities_over_mirror(*glaucoma)]))
+            for name, (view, mirrored) in low_pixels.items():
+                oof[name][index] = head.probabilities_over_mirror(view[index], mirrored[index])
+
+        oof = {name: np.zeros(len(labels)) for name in low_pixels}
+        result, suite = out_of_fold(bank, mirror, labels, groups, variants, args.alpha, spread,
+                                    more_fit_bank=more_fit_bank, on_fold=score_csdi,
+                                    penalty_directions=camera_directions)
+        suite.update(oof)
+        arms[arm] = suite
+        glaucoma = labels == 1
+        low_line = ", ".join(f"{name} sens {(suite[name][glaucoma] >= suite['threshold'][glaucoma]).mean():.3f} "
+                        f"spec {(suite[name][~glaucoma] < suite['threshold'][~glaucoma]).mean():.3f}"
+                        for name in low_pixels)
+        called = {key: np.mean([c[key] for c in csdi_called]) for key in csdi_called[0]}
+        print(f"arm {arm} ({len(chosen)} CSDI discs): CV {summary_line(result)}", flush=True)
+        print(f"arm {arm}, out of fold: " + ", ".join(f"{k} {v:.3f}" for k, v in headline(labels, suite).items())
+              + f"; {low_line}", flush=True)
+        print(f"arm {arm}, CSDI held out called glaucoma (mean over folds): "
+              + ", ".join(f"{k} {v:.0%}" for k, v in called.items() if "AUC" not in k)
+              + f"; CSDI against ACRIMA's glaucoma, AUC {called['cross-camera AUC']:.3f}", flush=True)
+        print("\n".join(variant_table(labels, suite, (*VARIANTS, *low_pixels))), flush=True)
+        head, threshold = served_head(bank, mirror, labels, train, val, alpha=args.alpha, spread_bank=spread,
+                                      more_fit_bank=more_fit_bank(train), directions=camera_directions(train))
+        summary = suite_summary(head, threshold, (bank[0, test], mirror[0, test]), labels[test], test_variants)
+        p = head.probabilities_over_mirror(other["view"][held_out], other["mirror"][held_out])
+        print(f"arm {arm}, served recipe: {summary}; CSDI held out called glaucoma "
+              + ", ".join(f"{k} {v:.0%}" for k, v in called_by_severity(
+                  p, threshold, other["severity"][held_out]).items()), flush=True)
+    def figures(suite, pick):
+        glaucoma = pick[labels[pick] == 1]
+        return {**headline(labels, suite, pick),
+                **{f"{name} sens": float((suite[name][glaucoma] >= suite["threshold"][glaucoma]).mean())
+                   for name in low_pixels}}
+
+    print_paired_bootstrap(labels, arms, args.rounds, figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
