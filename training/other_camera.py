@@ -24,6 +24,11 @@ from screening import disc, framing
 from screening.preprocessing import DETAIL_DECODE_SIDE, ImageInfo, decode_image
 
 
+# Serving's disc locator card (its disc-to-crop ratio frames the crops), found beside training/ as
+# the trunk is: in the repository and in the training image, which copies it (training/Dockerfile).
+LOCATOR_DIR = Path(__file__).resolve().parent.parent / "models" / "disc_locator"
+
+
 class DiscCrop(NamedTuple):
     row: dict  # annotations.csv's row
     crop: Image.Image  # the disc crop at ACRIMA's framing, as serving cuts it
@@ -44,7 +49,7 @@ def disc_crops(folder: Path, size: int, locator=None, split: str | None = None) 
     in_split = None
     if split is not None:
         in_split = {row["file"] for row in csv.DictReader((folder / "splits.csv").open()) if row["split"] == split}
-    framing_locator = locator or disc.default_locator()
+    framing_locator = locator or disc.Locator.load(LOCATOR_DIR)
     crops, missed = [], 0
     for row in csv.DictReader((folder / "annotations.csv").open()):
         if row["optic_disc_visible"] != "yes" or (in_split is not None and row["file"] not in in_split):

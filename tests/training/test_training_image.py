@@ -27,7 +27,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # What training/Dockerfile copies into /opt/program (keep in step with it).
-IMAGE_COPIES = ("training", "functions/screening", "models/backbone")
+IMAGE_COPIES = ("training", "functions/screening", "models/backbone", "models/disc_locator")
 
 
 def dockerfile_copies() -> set[str]:
