@@ -118,7 +118,7 @@ class Hyperparameters:
     low_pixel_copies: bool = True
     # frozen trunk with reframing_penalty: each of another hospital's normal discs (the other_camera
     # channel, or the base set's stored ones; training/other_camera.py) counts this many photographs.
-    # 0.25: another camera's discs called glaucoma 30 % -> 18 % out of fold (card row 76)
+    # 0.25: its held-out discs called glaucoma 30 % -> 19 % out of fold, with low_pixel_copies (card row 76)
     other_camera_weight: float = 0.25
     seed: int = 42
     image_size: int = 224
