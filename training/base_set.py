@@ -129,7 +129,7 @@ def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path,
     discs). Returns (model, loaded, history, extras) like train.train."""
     import keras
 
-    from training.features import split_mirror
+    from training.features import load_photos, split_mirror
     from training.train import (fit_head_on_features, low_pixel_photo_bank, more_photographs,
                                 other_camera_bank, photo_bank, spread_bank)
 
@@ -152,13 +152,15 @@ def fit_with_base_features(hp, splits: dict, checkpoint_dir: Path, folder: Path,
     spreads = ([np.concatenate([stored_bank[:1], stored["train_reframing_features"]]).astype(np.float32)]
                if hp.reframing_penalty else [])
     if "train" in loaded:  # the training uploads, with as many re-acquired copies as the base set's
-        train_bank.append(photo_bank(pooled, loaded["train"], copies, hp.seed, mirror=hp.mirror_views))
+        photos = load_photos(loaded["train"].paths)
+        train_bank.append(photo_bank(pooled, loaded["train"], copies, hp.seed, hp.mirror_views, photos))
         train_y.append(loaded["train"].labels)
         train_widths.append(data_mod.native_widths(loaded["train"].paths))
         if hp.reframing_penalty:
-            spreads.append(spread_bank(pooled, loaded["train"], train_bank[-1], hp.seed))
+            spreads.append(spread_bank(pooled, loaded["train"], train_bank[-1], hp.seed, photos))
         if low_pixels:
-            low_banks.append(low_pixel_photo_bank(pooled, loaded["train"], copies, hp.seed, hp.mirror_views))
+            low_banks.append(low_pixel_photo_bank(pooled, loaded["train"], copies, hp.seed, hp.mirror_views,
+                                                  photos))
     train_bank, train_y = np.concatenate(train_bank, axis=1), np.concatenate(train_y)
     other = other_camera_bank(pooled, other_camera, hp)
     if other is None and hp.reframing_penalty and hp.other_camera_weight:
@@ -219,9 +221,10 @@ def generate(data: Path, condition: str, out: Path = BASE_SET_DIR, augmented_cop
     train = data_mod.load_images(splits["train"], size=hp.image_size)
     counts["train"] = {name: int((train.labels == i).sum()) for i, name in enumerate(class_names)}
     # the seed train.train gives train
-    bank, mirrored = split_mirror(photo_bank(pooled, train, augmented_copies, hp.seed, mirror=True), True)
-    reframed = reframing_bank(pooled, load_photos(train.paths), hp.seed)  # train.spread_bank's views
-    low = split_mirror(low_pixel_photo_bank(pooled, train, augmented_copies, hp.seed, mirror=True), True)
+    photos = load_photos(train.paths)
+    bank, mirrored = split_mirror(photo_bank(pooled, train, augmented_copies, hp.seed, True, photos), True)
+    reframed = reframing_bank(pooled, photos, hp.seed)  # train.spread_bank's views
+    low = split_mirror(low_pixel_photo_bank(pooled, train, augmented_copies, hp.seed, True, photos), True)
     other = other_camera_bank(pooled, other_camera, hp)
     others = {} if other is None else dict(zip(("other_camera_features", "other_camera_mirror_features"),
                                                (b.astype(np.float16) for b in split_mirror(other, True))))

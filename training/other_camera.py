@@ -34,6 +34,7 @@ class DiscCrop(NamedTuple):
     crop: Image.Image  # the disc crop at ACRIMA's framing, as serving cuts it
     tensor: np.ndarray  # the model input serving makes of it
     info: ImageInfo  # the crop's, for the quality gate
+    split: str  # splits.csv's (patient-grouped) split of the photograph; "" without one
 
 
 def is_other_camera_folder(folder: Path | None) -> bool:
@@ -46,13 +47,13 @@ def disc_crops(folder: Path, size: int, locator=None, split: str | None = None) 
     serving's full-field path crops it: around the annotated disc box, or where `locator` finds the
     disc; and how many the locator missed."""
     folder = Path(folder)
-    in_split = None
-    if split is not None:
-        in_split = {row["file"] for row in csv.DictReader((folder / "splits.csv").open()) if row["split"] == split}
+    splits_csv = folder / "splits.csv"
+    split_of = ({row["file"]: row["split"] for row in csv.DictReader(splits_csv.open())}
+                if splits_csv.is_file() else {})
     framing_locator = locator or disc.Locator.load(LOCATOR_DIR)
     crops, missed = [], 0
     for row in csv.DictReader((folder / "annotations.csv").open()):
-        if row["optic_disc_visible"] != "yes" or (in_split is not None and row["file"] not in in_split):
+        if row["optic_disc_visible"] != "yes" or (split is not None and split_of.get(row["file"]) != split):
             continue
         image, info = decode_image((folder / row["file"]).read_bytes(), min_side=DETAIL_DECODE_SIDE)  # as serving
         if locator is not None:
@@ -66,7 +67,7 @@ def disc_crops(folder: Path, size: int, locator=None, split: str | None = None) 
             found = disc.DiscLocation(x=(x1 + x2) / 2, y=(y1 + y2) / 2, diameter=((x2 - x1) + (y2 - y1)) / 2,
                                       score=0.0)
         box, tensor, crop_info = framing.disc_crop_input(image, info, found, framing_locator.disc_to_crop, size)
-        crops.append(DiscCrop(row, disc.crop(image, box), tensor, crop_info))
+        crops.append(DiscCrop(row, disc.crop(image, box), tensor, crop_info, split_of.get(row["file"], "")))
     return crops, missed
 
 

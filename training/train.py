@@ -114,28 +114,29 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters,
     With a test split and enough images, the same bank gives the grouped 5-fold
     cross-validation (training/crossval.py), each fold fitted on its own photographs' smaller
     files and on the other hospital's discs."""
-    import functools
-
     from training import crossval
     from training.erasure import width_bins
-    from training.features import pooled_model, split_mirror
+    from training.features import load_photos, pooled_model, split_mirror
 
     pooled = pooled_model(model)
     seeds = {name: hp.seed + i for i, name in enumerate(loaded)}  # the reframings' draws use them too
-    banks = {name: photo_bank(pooled, images, hp.augmented_copies, seeds[name], mirror=hp.mirror_views)
-             for name, images in loaded.items()}
+    cross_validating = "test" in loaded and sum(len(images.labels) for images in loaded.values()) >= 100
+    banks, spread_banks, low_banks = {}, {}, {}
+    for name, images in loaded.items():  # each split's photographs decoded once, for all its banks
+        photos = load_photos(images.paths)
+        banks[name] = photo_bank(pooled, images, hp.augmented_copies, seeds[name], hp.mirror_views, photos)
+        if hp.reframing_penalty and (name == "train" or cross_validating):
+            spread_banks[name] = spread_bank(pooled, images, banks[name], seeds[name], photos)
+            if hp.low_pixel_copies:
+                low_banks[name] = low_pixel_photo_bank(pooled, images, hp.augmented_copies, seeds[name],
+                                                       hp.mirror_views, photos)
+        del photos
     widths = {name: data_mod.native_widths(images.paths) for name, images in loaded.items()}
-
-    @functools.cache
-    def split_spread(name: str) -> np.ndarray:
-        return spread_bank(pooled, loaded[name], banks[name], seeds[name])
 
     def spreads(names: tuple[str, ...]) -> np.ndarray | None:
         """The reframing penalty's views of these splits' photographs, side by side (None: no penalty)."""
-        return np.concatenate([split_spread(n) for n in names], axis=1) if hp.reframing_penalty else None
+        return np.concatenate([spread_banks[n] for n in names], axis=1) if hp.reframing_penalty else None
 
-    low_banks = ({name: low_pixel_photo_bank(pooled, images, hp.augmented_copies, seeds[name], hp.mirror_views)
-                  for name, images in loaded.items()} if hp.reframing_penalty and hp.low_pixel_copies else {})
     other = other_camera_bank(pooled, other_camera, hp)
     val_bank, val_mirror = split_mirror(banks["val"], hp.mirror_views)
     history, extras = fit_head_on_features(model, banks["train"], loaded["train"].labels,
@@ -143,7 +144,7 @@ def fit_invariant_head(model, loaded: dict, hp: Hyperparameters,
                                            spreads(("train",)),
                                            more_photographs(low_banks.get("train"), loaded["train"].labels,
                                                             other, hp))
-    if "test" in banks and sum(len(b[0]) for b in banks.values()) >= 100:
+    if cross_validating:
         order = ("train", "val", "test")
         fit_bank = np.concatenate([banks[name] for name in order], axis=1)
         bank, mirrored = split_mirror(fit_bank, hp.mirror_views)
@@ -210,25 +211,28 @@ def fit_fine_tuned_top(model, loaded: dict, hp: Hyperparameters) -> tuple[dict, 
 
 
 def photo_bank(pooled, images: data_mod.LoadedImages, copies: int, seed: int,
-               mirror: bool = False) -> np.ndarray:
+               mirror: bool = False, photos: list | None = None) -> np.ndarray:
     """(1 + copies, N, D) pooled features of the loaded photographs and their re-acquired copies
-    (with `mirror`, followed by the same views mirrored: features.feature_bank)."""
+    (with `mirror`, followed by the same views mirrored: features.feature_bank). `photos`: the
+    photographs as features.load_photos decodes them, when the caller has them already (as the
+    other banks below take them)."""
     from training.features import feature_bank, load_photos
 
-    photos = load_photos(images.paths)
+    photos = load_photos(images.paths) if photos is None else photos
     print(f"trunk features of {len(photos)} photographs and {copies} re-acquired copies"
           f"{' (and their mirror images)' if mirror else ''}", flush=True)
     return feature_bank(pooled, photos, images.images, copies, seed, mirror=mirror)
 
 
 def low_pixel_photo_bank(pooled, images: data_mod.LoadedImages, copies: int, seed: int,
-                         mirror: bool = False) -> np.ndarray:
+                         mirror: bool = False, photos: list | None = None) -> np.ndarray:
     """photo_bank's layout for the photographs saved as smaller files (features.low_pixel_bank)."""
     from training.features import load_photos, low_pixel_bank
 
     print(f"trunk features of {len(images.paths)} photographs as smaller files and {copies} re-acquired "
           "copies of each", flush=True)
-    return low_pixel_bank(pooled, load_photos(images.paths), copies, seed, images.images.shape[1], mirror=mirror)
+    photos = load_photos(images.paths) if photos is None else photos
+    return low_pixel_bank(pooled, photos, copies, seed, images.images.shape[1], mirror=mirror)
 
 
 def other_camera_bank(pooled, folder: Path | None, hp: Hyperparameters) -> np.ndarray | None:
@@ -259,13 +263,15 @@ def more_photographs(low_bank: np.ndarray | None, labels: np.ndarray, other: np.
             np.concatenate([p[2] for p in parts]))
 
 
-def spread_bank(pooled, images: data_mod.LoadedImages, bank: np.ndarray, seed: int) -> np.ndarray:
+def spread_bank(pooled, images: data_mod.LoadedImages, bank: np.ndarray, seed: int,
+                photos: list | None = None) -> np.ndarray:
     """(1 + REFRAMINGS, N, D): each photograph's own features (bank[0]) and its reframings', the views
     whose logit spread hp.reframing_penalty penalises."""
     from training.features import load_photos, reframing_bank
 
     print(f"trunk features of {len(images.paths)} photographs' reframings", flush=True)
-    return np.concatenate([bank[:1], reframing_bank(pooled, load_photos(images.paths), seed)])
+    photos = load_photos(images.paths) if photos is None else photos
+    return np.concatenate([bank[:1], reframing_bank(pooled, photos, seed)])
 
 
 def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val_bank: np.ndarray,

@@ -18,7 +18,6 @@ normals: --held-out scores only the val and test patients, the ones it never saw
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 from pathlib import Path
@@ -46,8 +45,7 @@ def main() -> int:
                           test_time_augmentation="mirror" if args.mirror_tta else None)
     crops, missed = disc_crops(csdi, model.card.input_size, disc.default_locator() if args.locator else None)
     if args.held_out:
-        held_out = {row["file"] for row in csv.DictReader((csdi / "splits.csv").open()) if row["split"] != "train"}
-        crops = [c for c in crops if c.row["file"] in held_out]
+        crops = [c for c in crops if c.split != "train"]
     scored: list[tuple[float, float, int, str]] = []  # severity, p, crop side, the gate's verdict
     for found in crops:
         p = model.predict(found.tensor[np.newaxis])[0].probability

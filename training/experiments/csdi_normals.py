@@ -33,7 +33,6 @@ trunk's, cached in runs/csdi_normals_*.npz (about 5 minutes the first time).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from pathlib import Path
@@ -57,6 +56,8 @@ from training.experiments.reframing_penalty import reframing_views  # noqa: E402
 from training.experiments.tta_cv import SEED, cache_path  # noqa: E402
 from training.features import load_photos, low_pixel_bank  # noqa: E402
 from training.other_camera import disc_crops, normals_bank  # noqa: E402
+from training.sagemaker import Hyperparameters  # noqa: E402
+from training.train import more_photographs  # noqa: E402
 from training.robustness import variant_inputs  # noqa: E402
 
 COPIES = 6
@@ -70,12 +71,11 @@ def csdi_features(csdi: Path) -> dict:
     cache = cache_path(6, adapted=True).parent / "csdi_normals_bank.npz"
     if not cache.exists():
         crops, _ = disc_crops(csdi, MODEL_INPUT_SIZE)
-        splits = {row["file"]: row["split"] for row in csv.DictReader((csdi / "splits.csv").open())}
         pooled = served_pooled_model()
         tensors = np.stack([c.tensor for c in crops])
         np.savez(cache, fit_bank=normals_bank(pooled, csdi, COPIES, SEED + 100, MODEL_INPUT_SIZE, mirror=True),
                  view=pooled.predict(tensors, verbose=0), mirror=pooled.predict(tensors[:, :, ::-1], verbose=0),
-                 split=np.array([splits[c.row["file"]] for c in crops]),
+                 split=np.array([c.split for c in crops]),
                  severity=np.array([float(c.row["severity"]) for c in crops]))
     stored = np.load(cache)
     return {key: stored[key] for key in stored.files}
@@ -149,14 +149,10 @@ def main() -> int:
         csdi_weight = next((float(o.removeprefix("w")) for o in options if o.startswith("w")), 1.0)
         spread = np.concatenate([reframed, fit_low_pixels[:1 + COPIES]]) if "lowpxS" in options else reframed
 
-        def more_fit_bank(fit_idx, chosen=chosen, low=low, csdi_weight=csdi_weight):
-            """training.train.more_photographs's rows: the smaller files, then CSDI's discs."""
-            banks = [(fit_low_pixels[:, fit_idx], labels[fit_idx], np.ones(len(fit_idx)))] if low else []
-            if len(chosen):
-                banks.append((other["fit_bank"][:, chosen], np.zeros(len(chosen), int),
-                              np.full(len(chosen), csdi_weight)))
-            return tuple(np.concatenate(parts, axis=1 if k == 0 else 0) for k, parts in enumerate(zip(*banks))
-                         ) if banks else None
+        def more_fit_bank(fit_idx, chosen=chosen, low=low, hp=Hyperparameters(other_camera_weight=csdi_weight)):
+            """training.train's rows: the fold's smaller files, then the chosen CSDI discs."""
+            return more_photographs(fit_low_pixels[:, fit_idx] if low else None, labels[fit_idx],
+                                    other["fit_bank"][:, chosen] if len(chosen) else None, hp)
 
         def camera_directions(fit_idx, weight=direction_weight):
             """CSDI's training-split discs' mean per severity group against the fold's ACRIMA normals'."""
