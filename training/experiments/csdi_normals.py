@@ -17,13 +17,14 @@ model's misses on other hospitals (card row 42), so ACRIMA's glaucoma sensitivit
 out of fold with every photograph saved at 180 and 140 px (beyond_suite.py's variants), and
 `lowpx` fits every training photograph as smaller files too, both labels.
 
-An arm is `SHARE[+wW][+lowpx][+lowpxS][+dirW]`: the share of CSDI's 111 training-split discs fitted
+An arm is `SHARE[+wW][+lowpx][+lowpxS][+dirW][+ampW]`: the share of CSDI's 111 training-split discs fitted
 as normals (training/other_camera.py's crops and views, as training.train fits them; 0: the served
 head until row 76), each counting W photographs (+wW, default 1); +lowpx: ACRIMA's photographs as
 smaller files fitted too (features.low_pixel_bank, as hp.low_pixel_copies); +lowpxS: those files'
 spread penalised with the reframings' instead; +dirW: CSDI's mean shift from the fold's ACRIMA
 normals, per severity group, penalised at weight W (penalised_head's `directions`) instead of any
-label. The first arm is the one the others are compared with (paired bootstrap over the 705
+label; +ampW: every ACRIMA photograph's views under a CSDI disc's amplitude spectrum (amplitude_mix)
+fitted too, with their labels, each counting W photographs (default 1; card row 77). The first arm is the one the others are compared with (paired bootstrap over the 705
 photographs). CSDI's val and test patients (held out) are scored by every fold's head (the mean
 share called glaucoma at each fold's threshold, and the AUC of the fold's held-out glaucoma
 photographs against them) and by the refitted served recipe's head. Features are the served
@@ -62,6 +63,7 @@ from training.robustness import variant_inputs  # noqa: E402
 
 COPIES = 6
 LOW_PIXELS = (180, 140)  # the canary variants: ACRIMA saved at these shorter sides
+AMP_MIX_MAX = 0.8  # the amplitude mix's largest share (at 1 the swapped spectrum leaves a speckle)
 
 
 def csdi_features(csdi: Path) -> dict:
@@ -108,6 +110,48 @@ def low_pixel_banks(acrima: Path) -> np.ndarray:
     return np.load(cache)["bank"]
 
 
+def amplitude_mix(x: np.ndarray, source: np.ndarray, lam: float) -> np.ndarray:
+    """x's phase under an amplitude spectrum moved `lam` of the way to `source`'s, per channel (FACT's
+    amplitude mix, Xu et al. 2021; FedDG's across fundus sites, Liu et al. 2021): the camera's look
+    (illumination, contrast, sharpness) from the source, the anatomy from x."""
+    from screening.preprocessing import circle_mask
+
+    fx, fs = np.fft.fft2(x, axes=(0, 1)), np.fft.fft2(source, axes=(0, 1))
+    amplitude = (1 - lam) * np.abs(fx) + lam * np.abs(fs)
+    mixed = np.real(np.fft.ifft2(amplitude * np.exp(1j * np.angle(fx)), axes=(0, 1)))
+    return (np.clip(mixed, 0, 1) * circle_mask(x.shape[0])).astype(np.float32)
+
+
+def amplitude_mix_banks(acrima: Path, csdi: Path) -> np.ndarray:
+    """(2 * (1 + COPIES), 705, D): every ACRIMA photograph and COPIES re-acquisitions of it, each under
+    the amplitude spectrum of a random CSDI training-split disc (lam uniform in 0-AMP_MIX_MAX), and the mirror
+    images: another camera's look on both labels."""
+    cache = cache_path(6, adapted=True).parent / "csdi_normals_ampmix_bank.npz"
+    if not cache.exists():
+        from screening.preprocessing import ImageRejected, canonical_input
+        from training.acquisition import random_acquisition
+
+        sources = np.stack([c.tensor for c in disc_crops(csdi, MODEL_INPUT_SIZE, split="train")[0]])
+        splits, pooled = data_mod.read_splits_csv(acrima), served_pooled_model()
+        photos = [p for name in ("train", "val", "test") for p in load_photos(splits[name].paths)]
+        plain, mirrored = [], []
+        for c in range(1 + COPIES):
+            inputs = []
+            for k, photo in enumerate(photos):
+                rng = np.random.default_rng([SEED + 300, c, k])
+                try:
+                    x = canonical_input(photo if c == 0 else random_acquisition(photo, rng))
+                except ImageRejected:
+                    x = canonical_input(photo)
+                inputs.append(amplitude_mix(x, sources[rng.integers(len(sources))], rng.uniform(0, AMP_MIX_MAX)))
+            inputs = np.stack(inputs)
+            plain.append(pooled.predict(inputs, batch_size=64, verbose=0))
+            mirrored.append(pooled.predict(inputs[:, :, ::-1], batch_size=64, verbose=0))
+            print(f"  amplitude-mixed view {c} of {len(photos)} photographs", flush=True)
+        np.savez(cache, bank=np.stack(plain + mirrored).astype(np.float32))
+    return np.load(cache)["bank"]
+
+
 def called_by_severity(p: np.ndarray, threshold: float, severity: np.ndarray) -> dict[str, float]:
     shares = {"all": float((p >= threshold).mean())}
     for name, low, high in GROUPS:
@@ -139,20 +183,29 @@ def main() -> int:
     print(f"CSDI: {other['fit_bank'].shape[1]} training-split discs, {held_out.sum()} held out", flush=True)
     arms = {}
     fit_low_pixels = low_pixel_banks(acrima)
+    amp_bank = amplitude_mix_banks(acrima, csdi) if "amp" in args.arms else None
     fit_views = np.concatenate([bank, mirror])
     groups = sharpness_groups(np.log(view_sharpness(acrima)[0])) if args.by_sharpness else widths
     for arm in args.arms.split(","):
         share, *options = arm.split("+")
         chosen = order[:round(float(share) * len(order))]
         low = "lowpx" in options
+        amp_weight = next((float(o.removeprefix("amp") or 1) for o in options if o.startswith("amp")), 0.0)
         direction_weight = next((float(o.removeprefix("dir")) for o in options if o.startswith("dir")), 0.0)
         csdi_weight = next((float(o.removeprefix("w")) for o in options if o.startswith("w")), 1.0)
         spread = np.concatenate([reframed, fit_low_pixels[:1 + COPIES]]) if "lowpxS" in options else reframed
 
-        def more_fit_bank(fit_idx, chosen=chosen, low=low, hp=Hyperparameters(other_camera_weight=csdi_weight)):
-            """training.train's rows: the fold's smaller files, then the chosen CSDI discs."""
-            return more_photographs(fit_low_pixels[:, fit_idx] if low else None, labels[fit_idx],
+        def more_fit_bank(fit_idx, chosen=chosen, low=low, hp=Hyperparameters(other_camera_weight=csdi_weight),
+                          amp_weight=amp_weight):
+            """training.train's rows: the fold's smaller files, then the chosen CSDI discs (then the fold's
+            amplitude-mixed views)."""
+            rows = more_photographs(fit_low_pixels[:, fit_idx] if low else None, labels[fit_idx],
                                     other["fit_bank"][:, chosen] if len(chosen) else None, hp)
+            if not amp_weight:
+                return rows
+            amp = (amp_bank[:, fit_idx], labels[fit_idx], np.full(len(fit_idx), amp_weight))
+            return amp if rows is None else tuple(np.concatenate([r, a], axis=1 if r.ndim == 3 else 0)
+                                                  for r, a in zip(rows, amp))
 
         def camera_directions(fit_idx, weight=direction_weight):
             """CSDI's training-split discs' mean per severity group against the fold's ACRIMA normals'."""
