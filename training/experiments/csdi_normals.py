@@ -17,17 +17,20 @@ model's misses on other hospitals (card row 42), so ACRIMA's glaucoma sensitivit
 out of fold with every photograph saved at 180 and 140 px (beyond_suite.py's variants), and
 `lowpx` fits every training photograph as smaller files too, both labels.
 
-An arm is `SHARE[+wW][+lowpx][+lowpxS][+dirW][+ampW]`: the share of CSDI's 111 training-split discs fitted
+An arm is `SHARE[+wW][+lowpx][+lowpxS][+dirW][+ampW][+frameW]`: the share of CSDI's 111 training-split discs fitted
 as normals (training/other_camera.py's crops and views, as training.train fits them; 0: the served
 head until row 76), each counting W photographs (+wW, default 1); +lowpx: ACRIMA's photographs as
 smaller files fitted too (features.low_pixel_bank, as hp.low_pixel_copies); +lowpxS: those files'
 spread penalised with the reframings' instead; +dirW: CSDI's mean shift from the fold's ACRIMA
 normals, per severity group, penalised at weight W (penalised_head's `directions`) instead of any
 label; +ampW: every ACRIMA photograph's views under a CSDI disc's amplitude spectrum (amplitude_mix)
-fitted too, with their labels, each counting W photographs (default 1; card row 77). The first arm is the one the others are compared with (paired bootstrap over the 705
+fitted too, with their labels, each counting W photographs (default 1; card row 77); +frameW: the
+logit's variance across real reframings of CSDI's training-split discs (framing_features) penalised
+at weight W beside the reframing penalty (card row 79). The first arm is the one the others are compared with (paired bootstrap over the 705
 photographs). CSDI's val and test patients (held out) are scored by every fold's head (the mean
 share called glaucoma at each fold's threshold, and the AUC of the fold's held-out glaucoma
-photographs against them) and by the refitted served recipe's head. Features are the served
+photographs against them, and the move when reframed from the full field) and by the refitted
+served recipe's head. Features are the served
 trunk's, cached in runs/csdi_normals_*.npz (about 5 minutes the first time).
 """
 
@@ -152,6 +155,57 @@ def amplitude_mix_banks(acrima: Path, csdi: Path) -> np.ndarray:
     return np.load(cache)["bank"]
 
 
+# Real reframings of another camera's discs (card row 79): the crop side times these factors about
+# the annotated disc, from the full-field photograph (real retina where ACRIMA's zoom out leaves
+# black). Scored at FRAMINGS on the held-out patients; penalised at FRAMING_DRAWS random factors
+# (log-uniform in FRAMING_RANGE, the centre moved up to FRAMING_SHIFT of the side) on the training ones.
+FRAMINGS = (0.6, 0.8, 1.25, 1.6, 2.0)
+FRAMING_RANGE, FRAMING_DRAWS, FRAMING_SHIFT = (0.55, 2.2), 4, 0.1
+
+
+def framing_features(csdi: Path) -> dict:
+    """The served trunk's features of every CSDI disc cropped from its full-field photograph at
+    FRAMINGS (view and mirror image, the held-out patients' proxy) and, for all, at 1 and
+    FRAMING_DRAWS random framings (the penalty's views), and the splits."""
+    cache = cache_path(6, adapted=True).parent / "csdi_normals_framing.npz"
+    if not cache.exists():
+        import csv
+
+        from screening import disc, framing
+        from screening.preprocessing import DETAIL_DECODE_SIDE, decode_image
+        from training.other_camera import LOCATOR_DIR
+
+        disc_to_crop = disc.Locator.load(LOCATOR_DIR).disc_to_crop
+        split_of = {row["file"]: row["split"] for row in csv.DictReader((csdi / "splits.csv").open())}
+        fixed, drawn, splits = [], [], []
+        for k, row in enumerate(csv.DictReader((csdi / "annotations.csv").open())):
+            if row["optic_disc_visible"] != "yes":
+                continue
+            image, info = decode_image((csdi / row["file"]).read_bytes(), min_side=DETAIL_DECODE_SIDE)
+            scale = image.width / info.width
+            x1, y1, x2, y2 = (float(row[f"disc_{c}"]) * scale for c in ("x1", "y1", "x2", "y2"))
+            diameter, rng = ((x2 - x1) + (y2 - y1)) / 2, np.random.default_rng([SEED + 400, k])
+
+            def view(factor, shift=(0.0, 0.0)):
+                side = diameter / disc_to_crop * factor
+                found = disc.DiscLocation(x=(x1 + x2) / 2 + shift[0] * side, y=(y1 + y2) / 2 + shift[1] * side,
+                                          diameter=diameter, score=0.0)
+                return framing.disc_crop_input(image, info, found, disc_to_crop / factor, MODEL_INPUT_SIZE)[1]
+
+            fixed.append([view(f) for f in FRAMINGS])
+            drawn.append([view(1.0)] + [view(float(np.exp(rng.uniform(*np.log(FRAMING_RANGE)))),
+                                             tuple(rng.uniform(-FRAMING_SHIFT, FRAMING_SHIFT, 2)))
+                                        for _ in range(FRAMING_DRAWS)])
+            splits.append(split_of.get(row["file"], ""))
+        pooled = served_pooled_model()
+        fixed, drawn = np.stack(fixed, axis=1), np.stack(drawn, axis=1)  # (views, M, H, W, 3)
+        np.savez(cache, view=np.stack([pooled.predict(v, verbose=0) for v in fixed]),
+                 mirror=np.stack([pooled.predict(v[:, :, ::-1], verbose=0) for v in fixed]),
+                 drawn=np.stack([pooled.predict(v, verbose=0) for v in drawn]), split=np.array(splits))
+    stored = np.load(cache)
+    return {key: stored[key] for key in stored.files}
+
+
 def called_by_severity(p: np.ndarray, threshold: float, severity: np.ndarray) -> dict[str, float]:
     shares = {"all": float((p >= threshold).mean())}
     for name, low, high in GROUPS:
@@ -184,12 +238,15 @@ def main() -> int:
     arms = {}
     fit_low_pixels = low_pixel_banks(acrima)
     amp_bank = amplitude_mix_banks(acrima, csdi) if "amp" in args.arms else None
+    framed = framing_features(csdi)
+    framed_out = framed["split"] != "train"
     fit_views = np.concatenate([bank, mirror])
     groups = sharpness_groups(np.log(view_sharpness(acrima)[0])) if args.by_sharpness else widths
     for arm in args.arms.split(","):
         share, *options = arm.split("+")
         chosen = order[:round(float(share) * len(order))]
         low = "lowpx" in options
+        frame_weight = next((float(o.removeprefix("frame")) for o in options if o.startswith("frame")), 0.0)
         amp_weight = next((float(o.removeprefix("amp") or 1) for o in options if o.startswith("amp")), 0.0)
         direction_weight = next((float(o.removeprefix("dir")) for o in options if o.startswith("dir")), 0.0)
         csdi_weight = next((float(o.removeprefix("w")) for o in options if o.startswith("w")), 1.0)
@@ -207,17 +264,36 @@ def main() -> int:
             return amp if rows is None else tuple(np.concatenate([r, a], axis=1 if r.ndim == 3 else 0)
                                                   for r, a in zip(rows, amp))
 
-        def camera_directions(fit_idx, weight=direction_weight):
-            """CSDI's training-split discs' mean per severity group against the fold's ACRIMA normals'."""
-            if not weight:
-                return None
-            normal = fit_views[:, fit_idx[labels[fit_idx] == 0]].mean(axis=(0, 1))
-            severity = other["severity"][other["split"] == "train"]
-            return np.sqrt(weight) * np.stack([
-                other["fit_bank"][:, (severity >= lo) & (severity <= hi)].mean(axis=(0, 1)) - normal
-                for _, lo, hi in GROUPS])
+        def camera_directions(fit_idx, weight=direction_weight, frame_weight=frame_weight):
+            """CSDI's training-split discs' mean per severity group against the fold's ACRIMA normals'
+            (+dirW), and the spread of their real reframings about each disc's mean (+frameW: rows whose
+            outer product is frame_weight times their covariance, as penalised_head's alpha * S)."""
+            parts = []
+            if weight:
+                normal = fit_views[:, fit_idx[labels[fit_idx] == 0]].mean(axis=(0, 1))
+                severity = other["severity"][other["split"] == "train"]
+                parts.append(np.sqrt(weight) * np.stack([
+                    other["fit_bank"][:, (severity >= lo) & (severity <= hi)].mean(axis=(0, 1)) - normal
+                    for _, lo, hi in GROUPS]))
+            if frame_weight:
+                drawn = framed["drawn"][:, framed["split"] == "train"]
+                centred = (drawn - drawn.mean(axis=0, keepdims=True)).reshape(-1, drawn.shape[-1])
+                parts.append(np.sqrt(frame_weight / len(centred)) * centred)
+            return np.concatenate(parts) if parts else None
 
-        csdi_called = []
+        csdi_called, framing_moves = [], []
+
+        def framing_figures(head, threshold):
+            """CSDI's held-out discs reframed from the full field: p95 |dp| against the served
+            framing and the share called glaucoma, per factor."""
+            base = head.probabilities_over_mirror(other["view"][held_out], other["mirror"][held_out])
+            figures = {}
+            for j, factor in enumerate(FRAMINGS):
+                p = head.probabilities_over_mirror(framed["view"][j, framed_out], framed["mirror"][j, framed_out])
+                figures[f"x{factor} p95"] = float(np.quantile(np.abs(p - base), 0.95))
+                figures[f"x{factor} called"] = float((p >= threshold).mean())
+            return figures
+
 
         def score_csdi(fold, head, threshold, index):
             p = head.probabilities_over_mirror(other["view"][held_out], other["mirror"][held_out])
@@ -229,6 +305,7 @@ def main() -> int:
                 np.r_[p, head.probabilities_over_mirror(*glaucoma)]))
             for name, (view, mirrored) in low_pixels.items():
                 oof[name][index] = head.probabilities_over_mirror(view[index], mirrored[index])
+            framing_moves.append(framing_figures(head, threshold))
 
         oof = {name: np.zeros(len(labels)) for name in low_pixels}
         result, suite = out_of_fold(bank, mirror, labels, groups, variants, args.alpha, spread,
@@ -247,14 +324,23 @@ def main() -> int:
         print(f"arm {arm}, CSDI held out called glaucoma (mean over folds): "
               + ", ".join(f"{k} {v:.0%}" for k, v in called.items() if "AUC" not in k)
               + f"; CSDI against ACRIMA's glaucoma, AUC {called['cross-camera AUC']:.3f}", flush=True)
+        moves = {key: np.mean([m[key] for m in framing_moves]) for key in framing_moves[0]}
+        print(f"arm {arm}, CSDI held out reframed (mean over folds): median p95 |dp| "
+              f"{np.median([v for k, v in moves.items() if k.endswith('p95')]):.3f}; "
+              + ", ".join(f"{k} {v:.3f}" if k.endswith("p95") else f"{k} {v:.0%}" for k, v in moves.items()),
+              flush=True)
         print("\n".join(variant_table(labels, suite, (*VARIANTS, *low_pixels))), flush=True)
         head, threshold = served_head(bank, mirror, labels, train, val, alpha=args.alpha, spread_bank=spread,
                                       more_fit_bank=more_fit_bank(train), directions=camera_directions(train))
         summary = suite_summary(head, threshold, (bank[0, test], mirror[0, test]), labels[test], test_variants)
         p = head.probabilities_over_mirror(other["view"][held_out], other["mirror"][held_out])
+        moves = framing_figures(head, threshold)
         print(f"arm {arm}, served recipe: {summary}; CSDI held out called glaucoma "
               + ", ".join(f"{k} {v:.0%}" for k, v in called_by_severity(
-                  p, threshold, other["severity"][held_out]).items()), flush=True)
+                  p, threshold, other["severity"][held_out]).items())
+              + f"; reframed median p95 |dp| {np.median([v for k, v in moves.items() if k.endswith('p95')]):.3f}, "
+              + ", ".join(f"{k} {v:.3f}" if k.endswith("p95") else f"{k} {v:.0%}" for k, v in moves.items()),
+              flush=True)
     def figures(suite, pick):
         glaucoma = pick[labels[pick] == 1]
         return {**headline(labels, suite, pick),
