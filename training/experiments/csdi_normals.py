@@ -17,21 +17,22 @@ model's misses on other hospitals (card row 42), so ACRIMA's glaucoma sensitivit
 out of fold with every photograph saved at 180 and 140 px (beyond_suite.py's variants), and
 `lowpx` fits every training photograph as smaller files too, both labels.
 
-An arm is `SHARE[+wW][+lowpx][+lowpxS][+dirW][+ampW][+frameW]`: the share of CSDI's 111 training-split discs fitted
-as normals (training/other_camera.py's crops and views, as training.train fits them; 0: the served
-head until row 76), each counting W photographs (+wW, default 1); +lowpx: ACRIMA's photographs as
-smaller files fitted too (features.low_pixel_bank, as hp.low_pixel_copies); +lowpxS: those files'
-spread penalised with the reframings' instead; +dirW: CSDI's mean shift from the fold's ACRIMA
-normals, per severity group, penalised at weight W (penalised_head's `directions`) instead of any
-label; +ampW: every ACRIMA photograph's views under a CSDI disc's amplitude spectrum (amplitude_mix)
-fitted too, with their labels, each counting W photographs (default 1; card row 77); +frameW: the
-logit's variance across real reframings of CSDI's training-split discs (framing_features) penalised
-at weight W beside the reframing penalty (card row 79). The first arm is the one the others are compared with (paired bootstrap over the 705
+An arm is `SHARE[+wW][+lowpx][+lowpxS][+dirW][+ampW][+frameW]`: the share of CSDI's 111
+training-split discs fitted as normals (training/other_camera.py's crops and views, as
+training.train fits them; 0: the served head until row 76), each counting W photographs (+wW,
+default 1); +lowpx: ACRIMA's photographs as smaller files fitted too (features.low_pixel_bank, as
+hp.low_pixel_copies); +lowpxS: those files' spread penalised with the reframings' instead; +dirW:
+CSDI's mean shift from the fold's ACRIMA normals, per severity group, penalised at weight W
+(penalised_head's `directions`) instead of any label; +ampW: every ACRIMA photograph's views under a
+CSDI disc's amplitude spectrum (amplitude_mix) fitted too, with their labels, each counting W
+photographs (default 1; card row 77); +frameW: the logit's variance across real reframings of CSDI's
+training-split discs (framing_features) penalised at weight W beside the reframing penalty (card row
+79). The first arm is the one the others are compared with (paired bootstrap over the 705
 photographs). CSDI's val and test patients (held out) are scored by every fold's head (the mean
 share called glaucoma at each fold's threshold, and the AUC of the fold's held-out glaucoma
-photographs against them, and the move when reframed from the full field) and by the refitted
-served recipe's head. Features are the served
-trunk's, cached in runs/csdi_normals_*.npz (about 5 minutes the first time).
+photographs against them, and the move when reframed from the full field) and by the refitted served
+recipe's head. Features are the served trunk's, cached in runs/csdi_normals_*.npz (about 5 minutes
+the first time).
 """
 
 from __future__ import annotations
@@ -220,7 +221,8 @@ def main() -> int:
                         help="the share of CSDI's training split fitted as normals, then +lowpx: ACRIMA's low-pixel "
                              "copies fitted too, +lowpxS: their spread penalised with the reframings', "
                              "+dirW: CSDI's shifts from ACRIMA's normals penalised at weight W, +wW: each CSDI "
-                             "disc counts W photographs")
+                             "disc counts W photographs, +ampW: ACRIMA's views under CSDI's amplitude spectra fitted (weight W), "
+                             "+frameW: CSDI's real reframings' spread penalised at weight W")
     parser.add_argument("--alpha", type=float, default=0.01, help="the reframing penalty (served: 0.01)")
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--by-sharpness", action="store_true", help="the folds grouped by sharpness (card row 57)")
