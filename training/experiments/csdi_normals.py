@@ -105,7 +105,11 @@ def low_pixel_features(paths: list[Path]) -> dict[str, tuple[np.ndarray, np.ndar
 def low_pixel_banks(acrima: Path) -> np.ndarray:
     """(2 * (1 + COPIES), 705, D): every ACRIMA photograph saved as smaller files, as training.train
     fits them (features.low_pixel_bank, its seeds per split), and the mirror images."""
-    cache = cache_path(6, adapted=True).parent / "csdi_normals_lowpx_bank.npz"
+    from training import acquisition
+
+    sides = acquisition.LOW_PIXEL_RANGE  # set_constants.py may change it (card row 80)
+    suffix = "" if sides == (130.0, 240.0) else f"_{sides[0]:g}-{sides[1]:g}"
+    cache = cache_path(6, adapted=True).parent / f"csdi_normals_lowpx_bank{suffix}.npz"
     if not cache.exists():
         splits, pooled = data_mod.read_splits_csv(acrima), served_pooled_model()
         banks = [low_pixel_bank(pooled, load_photos(splits[name].paths), COPIES, SEED + i, mirror=True)
