@@ -22,7 +22,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from training.erasure import within_class_erasure
-from training.head import LinearHead, expected_calibration_error, fit_head, penalised_head, platt_scaling
+from training.head import (LinearHead, expected_calibration_error, fit_head, penalised_head, platt_scaling,
+                          with_more_photographs)
 from training.metrics import choose_threshold, classification_report
 
 WIDTH_BIN = 50
@@ -108,12 +109,8 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
         if invariance_penalty:
             if weights is not None or extra is not None or erasure is not None:
                 raise ValueError("invariance_penalty is not combined with weights, extra rows or erasure")
-            fitted, fitted_labels, photo_weights = fit_bank[:, fit_idx], labels[fit_idx], None
-            if more is not None:
-                fitted = np.concatenate([fitted, more[0]], axis=1)
-                fitted_labels = np.concatenate([fitted_labels, more[1]])
-                if len(more) > 2:
-                    photo_weights = np.concatenate([np.ones(len(fit_idx)), more[2]])
+            fitted, fitted_labels, photo_weights = with_more_photographs(fit_bank[:, fit_idx], labels[fit_idx],
+                                                                         more)
             head = penalised_head(fitted, fitted_labels, c, invariance_penalty,
                                   None if penalty_bank is None else penalty_bank[:, fit_idx],
                                   None if penalty_directions is None else penalty_directions(fit_idx),

@@ -97,6 +97,17 @@ def penalised_head(fit_bank: np.ndarray, labels: np.ndarray, c: float, alpha: fl
     return LinearHead(weights, float(params[-1] - weights @ mean))
 
 
+def with_more_photographs(fit_bank: np.ndarray, labels: np.ndarray, more: tuple | None
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """penalised_head's fit_bank, labels and photo_weights: the photographs' own views (views, N, D),
+    then `more` ((views, M, D), (M,) labels[, (M,) weights]: crossval's more_fit_bank,
+    train.more_photographs); the weights None (all 1) where `more` gives none."""
+    if more is None:
+        return fit_bank, labels, None
+    weights = np.concatenate([np.ones(len(labels)), more[2]]) if len(more) > 2 else None
+    return np.concatenate([fit_bank, more[0]], axis=1), np.concatenate([labels, more[1]]), weights
+
+
 def select_c(train_x: np.ndarray, train_y: np.ndarray, val_sets: list[tuple[np.ndarray, np.ndarray]],
              grid=C_GRID, sample_weight: np.ndarray | None = None) -> tuple[float, dict[float, float]]:
     """The C whose head has the best mean AUC over the validation sets (clean and re-acquired)."""

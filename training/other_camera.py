@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -42,32 +42,51 @@ def is_other_camera_folder(folder: Path | None) -> bool:
         Path(folder) / "splits.csv").is_file()
 
 
-def disc_crops(folder: Path, size: int, locator=None, split: str | None = None) -> tuple[list[DiscCrop], int]:
-    """Every photograph with a visible disc (of `split` only, if given), its disc cropped as
-    serving's full-field path crops it: around the annotated disc box, or where `locator` finds the
-    disc; and how many the locator missed."""
+class AnnotatedPhotograph(NamedTuple):
+    index: int  # the row's position in annotations.csv
+    row: dict
+    image: Image.Image  # decoded as serving decodes it
+    info: ImageInfo
+    split: str  # splits.csv's (patient-grouped) split; "" without one
+
+
+def annotated_photographs(folder: Path, split: str | None = None) -> Iterator[AnnotatedPhotograph]:
+    """Every photograph with a visible disc (of `split` only, if given), in annotations.csv's order."""
     folder = Path(folder)
     splits_csv = folder / "splits.csv"
     split_of = ({row["file"]: row["split"] for row in csv.DictReader(splits_csv.open())}
                 if splits_csv.is_file() else {})
-    framing_locator = locator or disc.Locator.load(LOCATOR_DIR)
-    crops, missed = [], 0
-    for row in csv.DictReader((folder / "annotations.csv").open()):
+    for index, row in enumerate(csv.DictReader((folder / "annotations.csv").open())):
         if row["optic_disc_visible"] != "yes" or (split is not None and split_of.get(row["file"]) != split):
             continue
-        image, info = decode_image((folder / row["file"]).read_bytes(), min_side=DETAIL_DECODE_SIDE)  # as serving
+        image, info = decode_image((folder / row["file"]).read_bytes(), min_side=DETAIL_DECODE_SIDE)
+        yield AnnotatedPhotograph(index, row, image, info, split_of.get(row["file"], ""))
+
+
+def annotated_disc(row: dict, image: Image.Image, info: ImageInfo) -> disc.DiscLocation:
+    """The row's disc box as a location in the decoded image (the box is in the file's pixels; the
+    decode may be smaller)."""
+    scale = image.width / info.width
+    x1, y1, x2, y2 = (float(row[f"disc_{k}"]) * scale for k in ("x1", "y1", "x2", "y2"))
+    return disc.DiscLocation(x=(x1 + x2) / 2, y=(y1 + y2) / 2, diameter=((x2 - x1) + (y2 - y1)) / 2, score=0.0)
+
+
+def disc_crops(folder: Path, size: int, locator=None, split: str | None = None) -> tuple[list[DiscCrop], int]:
+    """Every photograph with a visible disc (of `split` only, if given), its disc cropped as
+    serving's full-field path crops it: around the annotated disc box, or where `locator` finds the
+    disc; and how many the locator missed."""
+    framing_locator = locator or disc.Locator.load(LOCATOR_DIR)
+    crops, missed = [], 0
+    for _, row, image, info, photo_split in annotated_photographs(folder, split):
         if locator is not None:
             found = locator.locate(image)
             if found is None:
                 missed += 1
                 continue
         else:
-            scale = image.width / info.width  # the box is in the file's pixels; the decode may be smaller
-            x1, y1, x2, y2 = (float(row[f"disc_{k}"]) * scale for k in ("x1", "y1", "x2", "y2"))
-            found = disc.DiscLocation(x=(x1 + x2) / 2, y=(y1 + y2) / 2, diameter=((x2 - x1) + (y2 - y1)) / 2,
-                                      score=0.0)
+            found = annotated_disc(row, image, info)
         box, tensor, crop_info = framing.disc_crop_input(image, info, found, framing_locator.disc_to_crop, size)
-        crops.append(DiscCrop(row, disc.crop(image, box), tensor, crop_info, split_of.get(row["file"], "")))
+        crops.append(DiscCrop(row, disc.crop(image, box), tensor, crop_info, photo_split))
     return crops, missed
 
 

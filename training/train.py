@@ -224,14 +224,14 @@ def photo_bank(pooled, images: data_mod.LoadedImages, copies: int, seed: int,
     return feature_bank(pooled, photos, images.images, copies, seed, mirror=mirror)
 
 
-def low_pixel_photo_bank(pooled, images: data_mod.LoadedImages, copies: int, seed: int,
-                         mirror: bool = False, photos: list | None = None) -> np.ndarray:
-    """photo_bank's layout for the photographs saved as smaller files (features.low_pixel_bank)."""
-    from training.features import load_photos, low_pixel_bank
+def low_pixel_photo_bank(pooled, images: data_mod.LoadedImages, copies: int, seed: int, mirror: bool,
+                         photos: list) -> np.ndarray:
+    """photo_bank's layout for the photographs saved as smaller files (features.low_pixel_bank);
+    `photos`: the photographs as features.load_photos decodes them."""
+    from training.features import low_pixel_bank
 
     print(f"trunk features of {len(images.paths)} photographs as smaller files and {copies} re-acquired "
           "copies of each", flush=True)
-    photos = load_photos(images.paths) if photos is None else photos
     return low_pixel_bank(pooled, photos, copies, seed, images.images.shape[1], mirror=mirror)
 
 
@@ -263,14 +263,12 @@ def more_photographs(low_bank: np.ndarray | None, labels: np.ndarray, other: np.
             np.concatenate([p[2] for p in parts]))
 
 
-def spread_bank(pooled, images: data_mod.LoadedImages, bank: np.ndarray, seed: int,
-                photos: list | None = None) -> np.ndarray:
+def spread_bank(pooled, images: data_mod.LoadedImages, bank: np.ndarray, seed: int, photos: list) -> np.ndarray:
     """(1 + REFRAMINGS, N, D): each photograph's own features (bank[0]) and its reframings', the views
-    whose logit spread hp.reframing_penalty penalises."""
-    from training.features import load_photos, reframing_bank
+    whose logit spread hp.reframing_penalty penalises (`photos`: as features.load_photos decodes them)."""
+    from training.features import reframing_bank
 
     print(f"trunk features of {len(images.paths)} photographs' reframings", flush=True)
-    photos = load_photos(images.paths) if photos is None else photos
     return np.concatenate([bank[:1], reframing_bank(pooled, photos, seed)])
 
 
@@ -295,7 +293,8 @@ def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val
 
     from training.crossval import size_balance_weights
     from training.erasure import width_bins, within_class_erasure
-    from training.head import C_GRID, fit_head, penalised_head, platt_scaling, select_c, write_into
+    from training.head import (C_GRID, fit_head, penalised_head, platt_scaling, select_c, with_more_photographs,
+                              write_into)
 
     dims = train_bank.shape[-1]
     x = train_bank.reshape(-1, dims)
@@ -326,11 +325,8 @@ def fit_head_on_features(model, train_bank: np.ndarray, train_y: np.ndarray, val
         if weights is not None or erasure is not None:
             raise ValueError("--reframing-penalty does not combine with --size-balance or "
                              "--erase-acquisition-bin-px")
-        fitted_bank, fitted_y, photo_weights = train_bank, train_y, None
+        fitted_bank, fitted_y, photo_weights = with_more_photographs(train_bank, train_y, more_train)
         if more_train is not None:
-            fitted_bank = np.concatenate([train_bank, more_train[0]], axis=1)
-            fitted_y = np.concatenate([train_y, more_train[1]])
-            photo_weights = np.concatenate([np.ones(len(train_y)), more_train[2]])
             print(f"head: also fitted on {more_train[0].shape[1]} more photographs (smaller files, another "
                   f"camera's normal discs; weight {more_train[2].sum():.0f} in all)", flush=True)
         fitted = penalised_head(fitted_bank, fitted_y, c, hp.reframing_penalty, train_spread,

@@ -174,34 +174,26 @@ def framing_features(csdi: Path) -> dict:
     FRAMING_DRAWS random framings (the penalty's views), and the splits."""
     cache = cache_path(6, adapted=True).parent / "csdi_normals_framing.npz"
     if not cache.exists():
-        import csv
+        from dataclasses import replace
 
         from screening import disc, framing
-        from screening.preprocessing import DETAIL_DECODE_SIDE, decode_image
-        from training.other_camera import LOCATOR_DIR
+        from training.other_camera import LOCATOR_DIR, annotated_disc, annotated_photographs
 
         disc_to_crop = disc.Locator.load(LOCATOR_DIR).disc_to_crop
-        split_of = {row["file"]: row["split"] for row in csv.DictReader((csdi / "splits.csv").open())}
         fixed, drawn, splits = [], [], []
-        for k, row in enumerate(csv.DictReader((csdi / "annotations.csv").open())):
-            if row["optic_disc_visible"] != "yes":
-                continue
-            image, info = decode_image((csdi / row["file"]).read_bytes(), min_side=DETAIL_DECODE_SIDE)
-            scale = image.width / info.width
-            x1, y1, x2, y2 = (float(row[f"disc_{c}"]) * scale for c in ("x1", "y1", "x2", "y2"))
-            diameter, rng = ((x2 - x1) + (y2 - y1)) / 2, np.random.default_rng([SEED + 400, k])
+        for k, row, image, info, split in annotated_photographs(csdi):
+            found, rng = annotated_disc(row, image, info), np.random.default_rng([SEED + 400, k])
 
-            def view(factor, shift=(0.0, 0.0)):
-                side = diameter / disc_to_crop * factor
-                found = disc.DiscLocation(x=(x1 + x2) / 2 + shift[0] * side, y=(y1 + y2) / 2 + shift[1] * side,
-                                          diameter=diameter, score=0.0)
-                return framing.disc_crop_input(image, info, found, disc_to_crop / factor, MODEL_INPUT_SIZE)[1]
+            def view(factor, shift=(0.0, 0.0), found=found, image=image, info=info):
+                side = found.diameter / disc_to_crop * factor
+                moved = replace(found, x=found.x + shift[0] * side, y=found.y + shift[1] * side)
+                return framing.disc_crop_input(image, info, moved, disc_to_crop / factor, MODEL_INPUT_SIZE)[1]
 
             fixed.append([view(f) for f in FRAMINGS])
             drawn.append([view(1.0)] + [view(float(np.exp(rng.uniform(*np.log(FRAMING_RANGE)))),
                                              tuple(rng.uniform(-FRAMING_SHIFT, FRAMING_SHIFT, 2)))
                                         for _ in range(FRAMING_DRAWS)])
-            splits.append(split_of.get(row["file"], ""))
+            splits.append(split)
         pooled = served_pooled_model()
         fixed, drawn = np.stack(fixed, axis=1), np.stack(drawn, axis=1)  # (views, M, H, W, 3)
         np.savez(cache, view=np.stack([pooled.predict(v, verbose=0) for v in fixed]),

@@ -35,7 +35,7 @@ from training.experiments.erase_sharpness_cv import view_sharpness  # noqa: E402
 from training.experiments.sharpness_balance_cv import balance_weights  # noqa: E402
 from training.experiments.tta_cv import cache_path, served_banks  # noqa: E402
 from training.head import (LinearHead, expected_calibration_error, fit_head, penalised_head,  # noqa: E402
-                           platt_scaling)
+                           platt_scaling, with_more_photographs)
 from training.metrics import choose_threshold, classification_report  # noqa: E402
 from training.robustness import entry_line, variant_entry, variant_inputs  # noqa: E402
 
@@ -77,13 +77,8 @@ def served_head(bank, mirror, labels, train, val, weights=None, alpha=None,
     with `alpha`, penalised_head instead of fit_head (its S from `spread_bank[:, train]` if given);
     `more_fit_bank` ((views, M, D) in the fitted views' order, (M,) labels): more images fitted on
     (crossval.cross_validate's); `directions`: penalised_head's."""
-    fit_bank, fit_labels = np.concatenate([bank[:, train], mirror[:, train]]), labels[train]
-    photo_weights = None
-    if more_fit_bank is not None:
-        fit_bank = np.concatenate([fit_bank, more_fit_bank[0]], axis=1)
-        fit_labels = np.concatenate([fit_labels, more_fit_bank[1]])
-        if len(more_fit_bank) > 2:
-            photo_weights = np.concatenate([np.ones(len(train)), more_fit_bank[2]])
+    fit_bank, fit_labels, photo_weights = with_more_photographs(
+        np.concatenate([bank[:, train], mirror[:, train]]), labels[train], more_fit_bank)
     x, y = fit_bank.reshape(-1, bank.shape[-1]), np.tile(fit_labels, len(fit_bank))
     fitted = (fit_head(x, y, C, weights) if alpha is None
               else penalised_head(fit_bank, fit_labels, C, alpha,

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.special import logit
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.neural_network import MLPClassifier
@@ -40,11 +41,6 @@ HEADS = {
     "MLP 128-64, L2 3": lambda: MLPClassifier((128, 64), alpha=3.0, max_iter=300, random_state=0),
 }
 SHOWN = ("blur_1.5", "jpeg_q30", "crop_80", "zoom_1.2", "rotate_-15", "darker_low_contrast", "saved_140")
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
 
 
 def main() -> int:
@@ -64,7 +60,8 @@ def main() -> int:
             head = make().fit(scaler.transform(x), np.tile(labels[fit_idx], 2 * len(bank)))
 
             def score(view, mirrored, head=head, scaler=scaler):
-                return 0.5 * sum(logit(head.predict_proba(scaler.transform(v))[:, 1]) for v in (view, mirrored))
+                return 0.5 * sum(logit(np.clip(head.predict_proba(scaler.transform(v))[:, 1], 1e-6, 1 - 1e-6))
+                                 for v in (view, mirrored))
 
             oof["clean"][test_idx] = score(bank[0, test_idx], mirror[0, test_idx])
             for key, (view, mirrored) in variants.items():
