@@ -17,7 +17,7 @@ model's misses on other hospitals (card row 42), so ACRIMA's glaucoma sensitivit
 out of fold with every photograph saved at 180 and 140 px (beyond_suite.py's variants), and
 `lowpx` fits every training photograph as smaller files too, both labels.
 
-An arm is `SHARE[+wW][+lowpx][+lowpxS][+dirW][+ampW][+frameW]`: the share of CSDI's 111
+An arm is `SHARE[+wW][+lowpx][+lowpxS][+dirW][+ampW][+frameW][+fitframe]`: the share of CSDI's 111
 training-split discs fitted as normals (training/other_camera.py's crops and views, as
 training.train fits them; 0: the served head until row 76), each counting W photographs (+wW,
 default 1); +lowpx: ACRIMA's photographs as smaller files fitted too (features.low_pixel_bank, as
@@ -27,7 +27,8 @@ CSDI's mean shift from the fold's ACRIMA normals, per severity group, penalised 
 CSDI disc's amplitude spectrum (amplitude_mix) fitted too, with their labels, each counting W
 photographs (default 1; card row 77); +frameW: the logit's variance across real reframings of CSDI's
 training-split discs (framing_features) penalised at weight W beside the reframing penalty (card row
-79). The first arm is the one the others are compared with (paired bootstrap over the 705
+79); +fitframe: the fitted CSDI discs' first 4 re-acquisitions replaced by 4 real reframings of the
+disc (card row 82). The first arm is the one the others are compared with (paired bootstrap over the 705
 photographs). CSDI's val and test patients (held out) are scored by every fold's head (the mean
 share called glaucoma at each fold's threshold, and the AUC of the fold's held-out glaucoma
 photographs against them, and the move when reframed from the full field) and by the refitted served
@@ -218,7 +219,8 @@ def main() -> int:
                              "copies fitted too, +lowpxS: their spread penalised with the reframings', "
                              "+dirW: CSDI's shifts from ACRIMA's normals penalised at weight W, +wW: each CSDI "
                              "disc counts W photographs, +ampW: ACRIMA's views under CSDI's amplitude spectra fitted (weight W), "
-                             "+frameW: CSDI's real reframings' spread penalised at weight W")
+                             "+frameW: CSDI's real reframings' spread penalised at weight W, +fitframe: "
+                             "CSDI's fitted views include 4 real reframings")
     parser.add_argument("--alpha", type=float, default=0.01, help="the reframing penalty (served: 0.01)")
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--by-sharpness", action="store_true", help="the folds grouped by sharpness (card row 57)")
@@ -244,6 +246,10 @@ def main() -> int:
         share, *options = arm.split("+")
         chosen = order[:round(float(share) * len(order))]
         low = "lowpx" in options
+        csdi_bank = other["fit_bank"]
+        if "fitframe" in options:  # slots 1-4 (re-acquisitions) hold the disc's real reframings instead
+            csdi_bank = csdi_bank.copy()
+            csdi_bank[1:1 + FRAMING_DRAWS] = framed["drawn"][1:, framed["split"] == "train"]
         frame_weight = next((float(o.removeprefix("frame")) for o in options if o.startswith("frame")), 0.0)
         amp_weight = next((float(o.removeprefix("amp") or 1) for o in options if o.startswith("amp")), 0.0)
         direction_weight = next((float(o.removeprefix("dir")) for o in options if o.startswith("dir")), 0.0)
@@ -251,11 +257,11 @@ def main() -> int:
         spread = np.concatenate([reframed, fit_low_pixels[:1 + COPIES]]) if "lowpxS" in options else reframed
 
         def more_fit_bank(fit_idx, chosen=chosen, low=low, hp=Hyperparameters(other_camera_weight=csdi_weight),
-                          amp_weight=amp_weight):
+                          amp_weight=amp_weight, csdi_bank=csdi_bank):
             """training.train's rows: the fold's smaller files, then the chosen CSDI discs (then the fold's
             amplitude-mixed views)."""
             rows = more_photographs(fit_low_pixels[:, fit_idx] if low else None, labels[fit_idx],
-                                    other["fit_bank"][:, chosen] if len(chosen) else None, hp)
+                                    csdi_bank[:, chosen] if len(chosen) else None, hp)
             if not amp_weight:
                 return rows
             amp = (amp_bank[:, fit_idx], labels[fit_idx], np.full(len(fit_idx), amp_weight))
