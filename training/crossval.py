@@ -102,8 +102,6 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
             if weights is not None or erasure is not None or (len(more) > 2 and not invariance_penalty):
                 raise ValueError("more_fit_bank is not combined with weights or erasure; its weights need "
                                  "invariance_penalty")
-            x = np.concatenate([x, more[0].reshape(-1, bank.shape[-1])])
-            y = np.concatenate([y, np.tile(more[1], len(more[0]))])
         if erasure is not None:
             x = erasure.apply(x)
         if invariance_penalty:
@@ -116,6 +114,9 @@ def cross_validate(bank: np.ndarray, labels: np.ndarray, widths: np.ndarray, c: 
                                   None if penalty_directions is None else penalty_directions(fit_idx),
                                   photo_weights)
         else:
+            if more is not None:  # the penalised head takes them as whole photographs instead
+                x = np.concatenate([x, more[0].reshape(-1, bank.shape[-1])])
+                y = np.concatenate([y, np.tile(more[1], len(more[0]))])
             head = fit_head(x, y, c, sample_weight=weights)
         if erasure is not None:
             head = erasure.fold_into(head)  # on raw features from here on

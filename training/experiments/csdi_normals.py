@@ -204,6 +204,14 @@ def framing_features(csdi: Path) -> dict:
     return {key: stored[key] for key in stored.files}
 
 
+def arm_option(options: list[str], prefix: str, absent: float, bare: float | None = None) -> float:
+    """An arm's +PREFIXW option: W, `bare` when it has no number, `absent` without the option."""
+    for option in options:
+        if option.startswith(prefix):
+            return float(option.removeprefix(prefix) or bare)
+    return absent
+
+
 def called_by_severity(p: np.ndarray, threshold: float, severity: np.ndarray) -> dict[str, float]:
     shares = {"all": float((p >= threshold).mean())}
     for name, low, high in GROUPS:
@@ -250,10 +258,8 @@ def main() -> int:
         if "fitframe" in options:  # slots 1-4 (re-acquisitions) hold the disc's real reframings instead
             csdi_bank = csdi_bank.copy()
             csdi_bank[1:1 + FRAMING_DRAWS] = framed["drawn"][1:, framed["split"] == "train"]
-        frame_weight = next((float(o.removeprefix("frame")) for o in options if o.startswith("frame")), 0.0)
-        amp_weight = next((float(o.removeprefix("amp") or 1) for o in options if o.startswith("amp")), 0.0)
-        direction_weight = next((float(o.removeprefix("dir")) for o in options if o.startswith("dir")), 0.0)
-        csdi_weight = next((float(o.removeprefix("w")) for o in options if o.startswith("w")), 1.0)
+        frame_weight, amp_weight = arm_option(options, "frame", 0.0), arm_option(options, "amp", 0.0, bare=1.0)
+        direction_weight, csdi_weight = arm_option(options, "dir", 0.0), arm_option(options, "w", 1.0)
         spread = np.concatenate([reframed, fit_low_pixels[:1 + COPIES]]) if "lowpxS" in options else reframed
 
         def more_fit_bank(fit_idx, chosen=chosen, low=low, hp=Hyperparameters(other_camera_weight=csdi_weight),
